@@ -1,0 +1,13 @@
+//! ChatServer: a cluster chat server speaking the original C++ ChatServer's
+//! JSON protocol (see `../shared/SPEC.md`).
+//!
+//! Layers, each knowing only the one below it:
+//! - [`net`]: the epoll reactor, connections and framing (no JSON, no SQL);
+//! - [`service`]: msgid dispatch, sessions and routing (no sockets);
+//! - [`model`]: one struct and one set of queries per table;
+//! - [`db`]: the fixed-size MySQL connection pool.
+
+pub mod db;
+pub mod model;
+pub mod net;
+pub mod service;
