@@ -1,1 +1,26 @@
-//! placeholder
+//! The service layer: msgid -> handler dispatch, sessions and routing. It
+//! knows nothing of sockets or epoll; it sees frames through
+//! [`crate::net::Handler`].
+
+mod chat;
+pub mod clock;
+pub mod cmd;
+mod context;
+mod error;
+mod jobs;
+mod locks;
+mod message;
+pub mod password;
+pub mod protocol;
+mod registry;
+pub mod request;
+mod router;
+mod session;
+
+pub use chat::ChatService;
+pub use context::Ctx;
+pub use error::ServiceError;
+pub use jobs::Jobs;
+pub use message::{Delivery, Message};
+pub use registry::Registry;
+pub use session::{Session, User};

@@ -1,0 +1,60 @@
+//! `ChatServer IP PORT [--threads N] ...`: the chat server (SPEC §1).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatserver::config::{ServerConfig, USAGE};
+use chatserver::db::{Pool, schema};
+use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
+use chatserver::service::{ChatService, Ctx, Jobs};
+
+/// How long a request waits for a MySQL connection before answering 500.
+const DB_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match ServerConfig::parse(&args, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("ChatServer: {why}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("ChatServer: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: ServerConfig) -> Result<(), String> {
+    if let Err(e) = raise_nofile_limit() {
+        eprintln!("ChatServer: cannot raise the open-file limit ({e}); fewer connections will fit");
+    }
+    let mysql_hint = "start MariaDB (./autobuild.sh up) or set CHAT_MYSQL_URL";
+    schema::prepare(&config.mysql_url).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let pool = Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+
+    let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
+    let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
+    let service = Arc::new(ChatService::new(Ctx::new(pool, remote.clone(), jobs)));
+
+    let stop = StopHandle::new().map_err(|e| e.to_string())?;
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.stop()).map_err(|e| format!("cannot install the signal handler: {e}"))?;
+
+    println!("ChatServer listening on {addr}");
+    let _ = std::io::stdout().flush();
+    server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string())?;
+
+    service.ctx().jobs.shutdown();
+    let marked = service.mark_all_offline();
+    println!("ChatServer stopped; {marked} users marked offline");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! The server's command line and environment (SPEC §1).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::net::NetConfig;
+
+/// Everything `ChatServer` is started with.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Reactor settings from the flags.
+    pub net: NetConfig,
+    /// `CHAT_MYSQL_URL`.
+    pub mysql_url: String,
+    /// `CHAT_REDIS_URL`.
+    pub redis_url: String,
+    /// `CHAT_DB_POOL`: MySQL connections, also the number of job threads.
+    pub db_pool: usize,
+}
+
+pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N]";
+
+fn number<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{what} needs a value"))?;
+    value.parse().map_err(|_| format!("{what}: '{value}' is not a valid number"))
+}
+
+impl ServerConfig {
+    /// Reads the arguments (without the program name) and the environment
+    /// through `env`; the error is one line saying what is wrong.
+    pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, String> {
+        let mut positional = Vec::new();
+        let mut net = NetConfig::default();
+        let mut iter = args.iter().map(String::as_str);
+        while let Some(arg) = iter.next() {
+            match arg {
+                "--threads" => net.threads = number("--threads", iter.next())?,
+                "--max-frame" => net.max_frame = number("--max-frame", iter.next())?,
+                "--idle-timeout" => net.idle_timeout = Duration::from_secs(number("--idle-timeout", iter.next())?),
+                "--max-conns" => net.max_conns = number("--max-conns", iter.next())?,
+                flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+                value => positional.push(value),
+            }
+        }
+        let [ip, port] = positional[..] else {
+            return Err(format!("expected IP and PORT, got {} arguments", positional.len()));
+        };
+        let ip: IpAddr = ip.parse().map_err(|_| format!("'{ip}' is not an IP address"))?;
+        let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number (0-65535)"))?;
+        if net.threads == 0 || net.threads > 1024 {
+            return Err("--threads must be between 1 and 1024".into());
+        }
+        if net.max_frame < 64 {
+            return Err("--max-frame must be at least 64 bytes".into());
+        }
+        if net.idle_timeout.is_zero() {
+            return Err("--idle-timeout must be at least 1 second".into());
+        }
+        let db_pool = match env("CHAT_DB_POOL") {
+            Some(v) => number("CHAT_DB_POOL", Some(&v))?,
+            None => 8,
+        };
+        if db_pool == 0 || db_pool > 1000 {
+            return Err("CHAT_DB_POOL must be between 1 and 1000".into());
+        }
+        Ok(ServerConfig {
+            addr: SocketAddr::new(ip, port),
+            net,
+            mysql_url: env("CHAT_MYSQL_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306/chat".into()),
+            redis_url: env("CHAT_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
+            db_pool,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        ServerConfig::parse(&args, |_| None)
+    }
+
+    #[test]
+    fn reads_address_flags_and_defaults() {
+        let c = parse(&["127.0.0.1", "6000", "--threads", "3", "--idle-timeout", "5"]).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(c.net.threads, 3);
+        assert_eq!(c.net.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.net.max_frame, 65536);
+        assert_eq!(c.db_pool, 8);
+        assert_eq!(c.mysql_url, "mysql://root@127.0.0.1:3306/chat");
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        assert!(parse(&[]).unwrap_err().contains("expected IP and PORT"));
+        assert!(parse(&["localhost", "1"]).unwrap_err().contains("not an IP"));
+        assert!(parse(&["127.0.0.1", "70000"]).unwrap_err().contains("port"));
+        assert!(parse(&["127.0.0.1", "1", "--threads"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["127.0.0.1", "1", "--bogus"]).unwrap_err().contains("unknown option"));
+    }
+}

@@ -1,0 +1,115 @@
+//! The output buffer of one connection.
+
+use std::collections::VecDeque;
+use std::io;
+
+/// Bytes waiting to be written to a socket, and marks that report when the
+/// bytes before them have left.
+#[derive(Debug, Default)]
+pub struct OutBuffer {
+    /// Pending bytes; `buf[start..]` is still unwritten.
+    buf: Vec<u8>,
+    /// How much of `buf` has been written; compacted away when all is sent.
+    start: usize,
+    /// Total bytes ever written to the socket, the clock that marks run on.
+    written: u64,
+    /// `(end, mark)`: once `written >= end`, `mark` is reported done.
+    marks: VecDeque<(u64, u64)>,
+}
+
+/// Buffers larger than this are freed once empty, so one burst does not pin
+/// memory on an idle connection for ever.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+impl OutBuffer {
+    /// Appends one frame: the payload and its NUL terminator.
+    pub fn push_frame(&mut self, payload: &[u8]) {
+        self.buf.reserve(payload.len() + 1);
+        self.buf.extend_from_slice(payload);
+        self.buf.push(0);
+    }
+
+    /// Adds a mark reported once everything pushed so far has been written.
+    pub fn push_mark(&mut self, mark: u64) {
+        let end = self.written + (self.buf.len() - self.start) as u64;
+        self.marks.push_back((end, mark));
+    }
+
+    /// Unwritten bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes through `write` until it is all out or the socket is full
+    /// (`WouldBlock`, not an error). Other errors are returned.
+    pub fn flush(&mut self, mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> io::Result<()> {
+        while self.start < self.buf.len() {
+            match write(&self.buf[self.start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.start += n;
+                    self.written += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start == self.buf.len() {
+            self.start = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the next mark whose bytes have all been written.
+    pub fn pop_done_mark(&mut self) -> Option<u64> {
+        match self.marks.front() {
+            Some(&(end, mark)) if end <= self.written => {
+                self.marks.pop_front();
+                Some(mark)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_writes_keep_the_rest_and_marks_wait_for_it() {
+        let mut out = OutBuffer::default();
+        out.push_frame(b"hello");
+        out.push_mark(7);
+        out.push_frame(b"x");
+        let mut sent = Vec::new();
+        out.flush(|b| {
+            let n = b.len().min(4);
+            if sent.len() >= 4 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            sent.extend_from_slice(&b[..n]);
+            Ok(n)
+        })
+        .unwrap();
+        assert_eq!(sent, b"hell");
+        assert_eq!(out.pop_done_mark(), None);
+        out.flush(|b| {
+            sent.extend_from_slice(b);
+            Ok(b.len())
+        })
+        .unwrap();
+        assert_eq!(sent, b"hello\0x\0");
+        assert_eq!(out.pop_done_mark(), Some(7));
+        assert!(out.is_empty());
+    }
+}

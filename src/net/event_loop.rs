@@ -1,0 +1,382 @@
+//! One worker's epoll loop: it owns its connections and is the only thread
+//! that touches them.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::buffer::OutBuffer;
+use super::config::NetConfig;
+use super::frame::FrameDecoder;
+use super::handler::{CloseReason, ConnId, Handler, Outbox};
+use super::remote::{Remote, Task};
+use super::sys::{self, Epoll};
+
+/// Token of the loop's wake-up eventfd; connection tokens never reach it.
+const WAKE_TOKEN: u64 = u64::MAX;
+/// Most bytes read from one connection per turn, so one busy client cannot
+/// starve the others; the rest is read on the next turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// How often idle connections are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// One client connection.
+struct Connection<S> {
+    /// The socket; closing it also removes it from the epoll set.
+    fd: OwnedFd,
+    /// Finds frame boundaries and keeps an unfinished tail.
+    decoder: FrameDecoder,
+    /// Bytes not yet accepted by the socket.
+    out: OutBuffer,
+    /// The handler's state for this connection.
+    session: S,
+    /// When bytes last arrived, for the idle timeout.
+    last_active: Instant,
+    /// Set once the connection must close after flushing its output.
+    closing: Option<CloseReason>,
+    /// Already listed for a flush at the end of this turn.
+    dirty: bool,
+}
+
+/// A slot of the connection table.
+struct Slot<S> {
+    /// Bumped each time the slot is freed, so stale tokens miss.
+    generation: u32,
+    /// The connection, while the slot is in use.
+    conn: Option<Connection<S>>,
+}
+
+/// A worker loop.
+pub(super) struct EventLoop<H: Handler> {
+    /// This loop's index among the workers.
+    index: usize,
+    /// The epoll set of this loop's connections and wake-up eventfd.
+    epoll: Epoll,
+    /// What the connections are served by.
+    handler: Arc<H>,
+    /// Inboxes of all loops; this loop drains its own.
+    remote: Remote<H::Message>,
+    /// Limits shared with the acceptor.
+    config: NetConfig,
+    /// Open connections of the whole server, for `--max-conns`.
+    live: Arc<AtomicUsize>,
+    /// The connection table, indexed by the low half of a token.
+    slots: Vec<Slot<H::Session>>,
+    /// Free slot indices.
+    free: Vec<u32>,
+    /// Tokens whose output must be flushed at the end of this turn.
+    dirty: Vec<u64>,
+    /// Tokens that stopped reading on the budget and have more to read.
+    unread: Vec<u64>,
+    /// Read buffer shared by all connections of the loop; a frame's tail is
+    /// copied out, so idle connections hold no read buffer of their own.
+    scratch: Vec<u8>,
+    /// The time at the start of this turn.
+    now: Instant,
+}
+
+fn token_of(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+fn index_of(token: u64) -> usize {
+    (token & 0xffff_ffff) as usize
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(super) fn new(
+        index: usize,
+        handler: Arc<H>,
+        remote: Remote<H::Message>,
+        config: NetConfig,
+        live: Arc<AtomicUsize>,
+    ) -> std::io::Result<EventLoop<H>> {
+        let epoll = Epoll::new()?;
+        epoll.add(remote.inbox(index).wake.raw(), sys::READ_EVENTS, WAKE_TOKEN)?;
+        Ok(EventLoop {
+            index,
+            epoll,
+            handler,
+            remote,
+            config,
+            live,
+            slots: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            unread: Vec::new(),
+            scratch: vec![0; 64 * 1024],
+            now: Instant::now(),
+        })
+    }
+
+    /// Runs until a `Shutdown` task arrives.
+    pub(super) fn run(mut self) {
+        super::remote::set_current_worker(self.index);
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+        let mut tasks = Vec::new();
+        let mut last_sweep = Instant::now();
+        loop {
+            let timeout = if self.unread.is_empty() { SWEEP_EVERY.as_millis() as i32 } else { 0 };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("worker {}: epoll_wait failed: {e}", self.index);
+                    continue;
+                }
+            };
+            self.now = Instant::now();
+            for ev in &events[..n] {
+                let (token, flags) = (ev.u64, ev.events);
+                if token == WAKE_TOKEN {
+                    self.remote.inbox(self.index).wake.drain();
+                    continue;
+                }
+                if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
+                    self.read(token);
+                }
+                if flags & libc::EPOLLOUT as u32 != 0 {
+                    self.mark_dirty(token);
+                }
+            }
+            for token in std::mem::take(&mut self.unread) {
+                self.read(token);
+            }
+            self.remote.inbox(self.index).take(&mut tasks);
+            let mut stop = false;
+            for task in tasks.drain(..) {
+                match task {
+                    Task::Accept(fd) => self.adopt(fd),
+                    Task::Deliver(token, msg) => self.deliver(token, msg),
+                    Task::Close(token) => self.request_close(token),
+                    Task::Shutdown => stop = true,
+                }
+            }
+            self.flush_dirty();
+            if stop {
+                self.shutdown();
+                return;
+            }
+            if self.now.duration_since(last_sweep) >= SWEEP_EVERY {
+                last_sweep = self.now;
+                self.close_idle();
+            }
+        }
+    }
+
+    fn conn(&mut self, token: u64) -> Option<&mut Connection<H::Session>> {
+        let slot = self.slots.get_mut(index_of(token))?;
+        if token_of(index_of(token) as u32, slot.generation) != token {
+            return None;
+        }
+        slot.conn.as_mut()
+    }
+
+    fn adopt(&mut self, fd: OwnedFd) {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { generation: 0, conn: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let token = token_of(index, self.slots[index as usize].generation);
+        if let Err(e) = self.epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, token) {
+            eprintln!("worker {}: cannot watch a new connection: {e}", self.index);
+            self.free.push(index);
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let session = self.handler.open(ConnId { worker: self.index, token });
+        self.slots[index as usize].conn = Some(Connection {
+            fd,
+            decoder: FrameDecoder::new(self.config.max_frame),
+            out: OutBuffer::default(),
+            session,
+            last_active: self.now,
+            closing: None,
+            dirty: false,
+        });
+    }
+
+    /// Reads until the socket is empty or the budget is spent, handing each
+    /// frame to the handler.
+    fn read(&mut self, token: u64) {
+        let handler = Arc::clone(&self.handler);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let now = self.now;
+        let mut budget = READ_BUDGET;
+        let mut end = None;
+        let mut more = false;
+        if let Some(conn) = self.conn(token) {
+            while conn.closing.is_none() {
+                match sys::read(conn.fd.as_fd(), &mut scratch) {
+                    Ok(0) => {
+                        end = Some(CloseReason::PeerClosed);
+                        break;
+                    }
+                    Ok(n) => {
+                        conn.last_active = now;
+                        let Connection { decoder, out, session, closing, .. } = conn;
+                        let mut outbox = Outbox { out, close: closing };
+                        let fed = decoder.feed(&scratch[..n], |frame| {
+                            handler.frame(session, frame, &mut outbox);
+                            outbox.close.is_none()
+                        });
+                        if fed.is_err() {
+                            handler.too_large(session, &mut outbox);
+                            *outbox.close = Some(CloseReason::TooLarge);
+                        }
+                        budget = budget.saturating_sub(n);
+                        if n < scratch.len() {
+                            break;
+                        }
+                        if budget == 0 {
+                            more = true;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        end = Some(CloseReason::Error);
+                        break;
+                    }
+                }
+            }
+        }
+        self.scratch = scratch;
+        if more {
+            self.unread.push(token);
+        }
+        match end {
+            Some(reason) => self.close(token, reason),
+            None => self.mark_dirty(token),
+        }
+    }
+
+    fn deliver(&mut self, token: u64, msg: H::Message) {
+        let handler = Arc::clone(&self.handler);
+        match self.conn(token) {
+            Some(conn) if conn.closing.is_none() => {
+                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
+                handler.message(&mut conn.session, msg, &mut outbox);
+                self.mark_dirty(token);
+            }
+            _ => handler.undeliverable(msg),
+        }
+    }
+
+    fn request_close(&mut self, token: u64) {
+        if let Some(conn) = self.conn(token) {
+            conn.closing.get_or_insert(CloseReason::Requested);
+            self.mark_dirty(token);
+        }
+    }
+
+    fn mark_dirty(&mut self, token: u64) {
+        if let Some(conn) = self.conn(token)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(token);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for token in dirty.drain(..) {
+            if let Some(conn) = self.conn(token) {
+                conn.dirty = false;
+            }
+            self.flush(token);
+        }
+        self.dirty = dirty;
+    }
+
+    /// Writes pending output, reports finished marks, and closes the
+    /// connection if it asked to or if it stopped reading.
+    fn flush(&mut self, token: u64) {
+        let handler = Arc::clone(&self.handler);
+        let max_output = self.config.max_output;
+        let Some(conn) = self.conn(token) else { return };
+        let result = loop {
+            let fd = conn.fd.as_fd();
+            if let Err(e) = conn.out.flush(|bytes| sys::write(fd, bytes)) {
+                break Some(if e.kind() == std::io::ErrorKind::WriteZero {
+                    CloseReason::PeerClosed
+                } else {
+                    CloseReason::Error
+                });
+            }
+            let before = conn.out.len();
+            while let Some(mark) = conn.out.pop_done_mark() {
+                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
+                handler.written(&mut conn.session, mark, &mut outbox);
+            }
+            if conn.out.len() == before {
+                break None;
+            }
+        };
+        let reason = result.or_else(|| {
+            if conn.out.len() > max_output {
+                Some(CloseReason::OutputOverflow)
+            } else if conn.out.is_empty() {
+                conn.closing
+            } else {
+                None
+            }
+        });
+        if let Some(reason) = reason {
+            self.close(token, reason);
+        }
+    }
+
+    fn close(&mut self, token: u64, reason: CloseReason) {
+        if self.conn(token).is_none() {
+            return;
+        }
+        let index = index_of(token);
+        let slot = &mut self.slots[index];
+        let Some(conn) = slot.conn.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index as u32);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        drop(conn.fd);
+        self.handler.closed(conn.session, reason);
+    }
+
+    fn close_idle(&mut self) {
+        let timeout = self.config.idle_timeout;
+        let now = self.now;
+        let idle: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let conn = slot.conn.as_ref()?;
+                (now.duration_since(conn.last_active) >= timeout).then(|| token_of(i as u32, slot.generation))
+            })
+            .collect();
+        for token in idle {
+            self.close(token, CloseReason::Idle);
+        }
+    }
+
+    /// Flushes what the sockets take now and closes every connection.
+    fn shutdown(&mut self) {
+        let tokens: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.conn.is_some())
+            .map(|(i, slot)| token_of(i as u32, slot.generation))
+            .collect();
+        for token in tokens {
+            if let Some(conn) = self.conn(token) {
+                let fd = conn.fd.as_fd();
+                let _ = conn.out.flush(|bytes| sys::write(fd, bytes));
+            }
+            self.close(token, CloseReason::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The interface between the reactor and whatever it serves.
+
+use super::buffer::OutBuffer;
+
+/// Names one connection for the life of the process: its worker and a slot
+/// token that is never reused for another connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    /// Index of the worker loop that owns the connection.
+    pub worker: usize,
+    /// Slot index in the low 32 bits, the slot's generation in the high 32.
+    pub token: u64,
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side (read returned 0).
+    PeerClosed,
+    /// A socket error, such as a reset.
+    Error,
+    /// No bytes arrived for the idle timeout.
+    Idle,
+    /// A frame went over `--max-frame`.
+    TooLarge,
+    /// The handler asked to close.
+    Requested,
+    /// The peer stopped reading and its output passed the cap.
+    OutputOverflow,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// What a handler may do to the connection it was called for. Bytes are
+/// buffered and written once the handler returns.
+pub struct Outbox<'a> {
+    /// The connection's output buffer.
+    pub(super) out: &'a mut OutBuffer,
+    /// Set when the connection should close once its output is flushed.
+    pub(super) close: &'a mut Option<CloseReason>,
+}
+
+impl Outbox<'_> {
+    /// Queues one frame; the reactor adds the terminator.
+    pub fn send(&mut self, payload: &[u8]) {
+        self.out.push_frame(payload);
+    }
+
+    /// Queues one frame and asks for [`Handler::written`] with `mark` once it
+    /// has been written out whole.
+    pub fn send_marked(&mut self, payload: &[u8], mark: u64) {
+        self.out.push_frame(payload);
+        self.out.push_mark(mark);
+    }
+
+    /// Closes the connection after what is queued has been written.
+    pub fn close(&mut self) {
+        self.close.get_or_insert(CloseReason::Requested);
+    }
+}
+
+/// What the reactor calls. All calls for one connection come from the loop
+/// that owns it, one at a time, so a session needs no lock.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-connection state, owned by the connection's loop.
+    type Session: Send;
+    /// What other threads send to a connection through [`super::Remote`].
+    type Message: Send + 'static;
+
+    /// A connection was accepted.
+    fn open(&self, id: ConnId) -> Self::Session;
+    /// One complete, non-empty frame arrived.
+    fn frame(&self, session: &mut Self::Session, frame: &[u8], out: &mut Outbox<'_>);
+    /// A frame went over the limit; the connection closes after this.
+    fn too_large(&self, session: &mut Self::Session, out: &mut Outbox<'_>);
+    /// A message sent to this connection from elsewhere.
+    fn message(&self, session: &mut Self::Session, msg: Self::Message, out: &mut Outbox<'_>);
+    /// A message whose connection was gone or closing when it arrived.
+    fn undeliverable(&self, msg: Self::Message);
+    /// Everything up to a [`Outbox::send_marked`] frame has been written.
+    fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
+    /// The connection is closed; this is the last call for it.
+    fn closed(&self, session: Self::Session, reason: CloseReason);
+}

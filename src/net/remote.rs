@@ -1,0 +1,106 @@
+//! Queues through which any thread hands work to a worker loop (muduo's
+//! `runInLoop`): the loop owns its connections, everyone else asks it.
+
+use std::cell::Cell;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use super::handler::ConnId;
+use super::sys::EventFd;
+
+/// Work for a loop.
+pub(super) enum Task<M> {
+    /// A freshly accepted socket to adopt.
+    Accept(OwnedFd),
+    /// A message for the connection with this token.
+    Deliver(u64, M),
+    /// Close the connection with this token once its output is flushed.
+    Close(u64),
+    /// Close every connection and stop.
+    Shutdown,
+}
+
+/// One loop's inbox.
+pub(super) struct Inbox<M> {
+    /// Tasks not yet taken by the loop.
+    tasks: Mutex<Vec<Task<M>>>,
+    /// True while a wake-up is pending, so a burst of posts costs one write.
+    notified: AtomicBool,
+    /// Makes the loop's `epoll_wait` return.
+    pub(super) wake: EventFd,
+}
+
+thread_local! {
+    /// Index of the loop running on this thread, if any: a loop posting to
+    /// itself needs no wake-up, it drains its inbox before sleeping.
+    static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+pub(super) fn set_current_worker(index: usize) {
+    CURRENT_WORKER.with(|c| c.set(Some(index)));
+}
+
+/// A cloneable handle to every loop's inbox.
+pub struct Remote<M> {
+    /// One inbox per worker, indexed by `ConnId::worker`.
+    inboxes: Arc<[Inbox<M>]>,
+}
+
+impl<M> Clone for Remote<M> {
+    fn clone(&self) -> Self {
+        Remote { inboxes: Arc::clone(&self.inboxes) }
+    }
+}
+
+impl<M: Send + 'static> Remote<M> {
+    /// Creates the inboxes of `workers` loops.
+    pub fn new(workers: usize) -> std::io::Result<Remote<M>> {
+        let inboxes = (0..workers.max(1))
+            .map(|_| {
+                Ok(Inbox { tasks: Mutex::new(Vec::new()), notified: AtomicBool::new(false), wake: EventFd::new()? })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Remote { inboxes: inboxes.into() })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Sends `msg` to connection `to`. If it is gone by the time its loop
+    /// looks, the handler's `undeliverable` gets the message back.
+    pub fn send(&self, to: ConnId, msg: M) {
+        self.post(to.worker, Task::Deliver(to.token, msg));
+    }
+
+    /// Closes connection `to` after its pending output.
+    pub fn close(&self, to: ConnId) {
+        self.post(to.worker, Task::Close(to.token));
+    }
+
+    pub(super) fn post(&self, worker: usize, task: Task<M>) {
+        let Some(inbox) = self.inboxes.get(worker) else { return };
+        inbox.tasks.lock().push(task);
+        if CURRENT_WORKER.with(Cell::get) == Some(worker) {
+            return;
+        }
+        if !inbox.notified.swap(true, Ordering::AcqRel) {
+            inbox.wake.notify();
+        }
+    }
+
+    pub(super) fn inbox(&self, worker: usize) -> &Inbox<M> {
+        &self.inboxes[worker]
+    }
+}
+
+impl<M> Inbox<M> {
+    /// Moves every pending task into `into` (kept by the loop for reuse).
+    pub(super) fn take(&self, into: &mut Vec<Task<M>>) {
+        self.notified.store(false, Ordering::Release);
+        std::mem::swap(&mut *self.tasks.lock(), into);
+    }
+}

@@ -1,0 +1,118 @@
+//! The acceptor: it takes new connections and hands them, round robin, to
+//! the worker loops that will own them.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use super::config::NetConfig;
+use super::error::NetError;
+use super::event_loop::EventLoop;
+use super::handler::Handler;
+use super::remote::{Remote, Task};
+use super::sys::{self, Epoll, EventFd};
+
+const LISTEN_TOKEN: u64 = 0;
+const STOP_TOKEN: u64 = 1;
+
+/// Asks a running server to stop; safe to trigger from any thread.
+#[derive(Clone)]
+pub struct StopHandle {
+    /// Readable once a stop was asked for.
+    fd: Arc<EventFd>,
+}
+
+impl StopHandle {
+    pub fn new() -> std::io::Result<StopHandle> {
+        Ok(StopHandle { fd: Arc::new(EventFd::new()?) })
+    }
+
+    pub fn stop(&self) {
+        self.fd.notify();
+    }
+}
+
+/// A bound listening socket, ready to run.
+pub struct Server {
+    /// The listening socket (non-blocking).
+    listener: TcpListener,
+    /// Limits for the loops and the acceptor.
+    config: NetConfig,
+}
+
+impl Server {
+    pub fn bind(addr: SocketAddr, config: NetConfig) -> Result<Server, NetError> {
+        let listener = TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
+        listener.set_nonblocking(true)?;
+        Ok(Server { listener, config })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Starts the worker loops and accepts until `stop` fires; then every
+    /// loop closes its connections, and this returns once they have ended.
+    pub fn run<H: Handler>(self, handler: Arc<H>, remote: Remote<H::Message>, stop: StopHandle) -> Result<(), NetError> {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for index in 0..remote.workers() {
+            let event_loop =
+                EventLoop::new(index, Arc::clone(&handler), remote.clone(), self.config.clone(), Arc::clone(&live))?;
+            let spawned = thread::Builder::new().name(format!("worker-{index}")).spawn(move || event_loop.run());
+            workers.push(spawned?);
+        }
+        let result = self.accept_until_stopped(&remote, &live, &stop);
+        for index in 0..remote.workers() {
+            remote.post(index, Task::Shutdown);
+        }
+        for worker in workers {
+            if worker.join().is_err() {
+                eprintln!("a worker thread panicked during shutdown");
+            }
+        }
+        result
+    }
+
+    fn accept_until_stopped<M: Send + 'static>(
+        &self,
+        remote: &Remote<M>,
+        live: &AtomicUsize,
+        stop: &StopHandle,
+    ) -> Result<(), NetError> {
+        let epoll = Epoll::new()?;
+        epoll.add(self.listener.as_raw_fd(), sys::READ_EVENTS, LISTEN_TOKEN)?;
+        epoll.add(stop.fd.raw(), sys::READ_EVENTS, STOP_TOKEN)?;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 2];
+        let mut next = 0;
+        loop {
+            let n = epoll.wait(&mut events, -1)?;
+            if events[..n].iter().any(|ev| ev.u64 == STOP_TOKEN) {
+                return Ok(());
+            }
+            loop {
+                let fd = match sys::accept(self.listener.as_fd()) {
+                    Ok(fd) => fd,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // Out of descriptors or an aborted handshake: the
+                        // listener itself is fine, try again on the next event.
+                        eprintln!("accept failed: {e}");
+                        break;
+                    }
+                };
+                if live.load(Ordering::Relaxed) >= self.config.max_conns {
+                    continue;
+                }
+                if let Err(e) = sys::set_nodelay(fd.as_fd()) {
+                    eprintln!("cannot set TCP_NODELAY: {e}");
+                }
+                live.fetch_add(1, Ordering::Relaxed);
+                remote.post(next, Task::Accept(fd));
+                next = (next + 1) % remote.workers();
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Thin wrappers over the Linux syscalls the reactor uses.
+//!
+//! Each wrapper retries `EINTR` and turns `-1` into `io::Error`, so callers
+//! only see `WouldBlock` (nothing more to do now) or a real failure.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Runs a syscall until it is not interrupted by a signal.
+fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let ret = call();
+        if ret >= 0 {
+            return Ok(ret as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Takes ownership of a descriptor a syscall just returned.
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An epoll instance.
+pub struct Epoll {
+    /// The epoll descriptor itself; closed on drop.
+    fd: OwnedFd,
+}
+
+/// Interest used for every connection: edge-triggered reads and writes.
+///
+/// Edge-triggered, registered once: a connection is never re-armed with
+/// `epoll_ctl`, so the loop must read until `WouldBlock` (or remember that it
+/// stopped early) and keep a write pending until `EPOLLOUT` comes back.
+pub const CONN_EVENTS: u32 =
+    (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+/// Interest for the wake-up eventfd and listening sockets: level-triggered
+/// reads, so a pending wake-up or connection is never lost.
+pub const READ_EVENTS: u32 = libc::EPOLLIN as u32;
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; the result is checked.
+        owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).map(|fd| Epoll { fd })
+    }
+
+    /// Registers `fd` with `events`; `token` comes back in each event.
+    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` is a valid epoll_event that outlives the call.
+        let ret = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        retry(|| ret as isize).map(drop)
+    }
+
+    /// Waits for events; returns how many of `events` were filled in.
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+        let max = events.len().min(i32::MAX as usize) as i32;
+        let ptr = events.as_mut_ptr();
+        // SAFETY: `ptr` points to `max` writable epoll_event slots.
+        retry(|| unsafe { libc::epoll_wait(self.fd.as_raw_fd(), ptr, max, timeout_ms) as isize })
+    }
+}
+
+/// An eventfd used to wake a loop blocked in `epoll_wait`.
+pub struct EventFd {
+    /// The eventfd; non-blocking so draining it never blocks.
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+            .map(|fd| EventFd { fd })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Adds one to the counter, making the fd readable.
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: writes 8 bytes from a live u64. A full counter (EAGAIN) is
+        // already readable, so the error can be ignored.
+        let _ = retry(|| unsafe { libc::write(fd, (&one as *const u64).cast(), 8) });
+    }
+
+    /// Resets the counter so the level-triggered fd stops reporting.
+    pub fn drain(&self) {
+        let mut value: u64 = 0;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: reads at most 8 bytes into a live u64. EAGAIN means the
+        // counter was already zero.
+        let _ = retry(|| unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) });
+    }
+}
+
+/// Accepts one connection as a non-blocking, close-on-exec socket.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: null address pointers are allowed: we do not want the peer.
+    let fd = retry(|| unsafe {
+        libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), flags) as isize
+    })?;
+    owned(fd as libc::c_int)
+}
+
+/// Turns off Nagle's algorithm: chat messages are small and must leave at
+/// once (the original C++ server's 40 ms stalls came from leaving it on).
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    let ret = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), len)
+    };
+    retry(|| ret as isize).map(drop)
+}
+
+/// Reads what the socket has, up to `buf.len()` bytes.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, exclusively borrowed slice of `buf.len()` bytes.
+    retry(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// Writes as much of `buf` as the socket takes now.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live slice of `buf.len()` readable bytes. MSG_NOSIGNAL
+    // turns a write to a closed peer into EPIPE instead of SIGPIPE.
+    retry(|| unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+}
+
+/// Raises the soft open-file limit to the hard limit, so that many
+/// connections fit; returns the new soft limit.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write one live rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur as u64)
+}

@@ -1,0 +1,220 @@
+//! The chat service as the reactor sees it: frames in, frames out.
+//!
+//! Cheap requests run right on the event loop (PING, a chat to a user online
+//! here). Anything that needs MySQL or a password hash runs on a job thread;
+//! while it does, the connection's later requests wait in its session, so
+//! each connection's requests are carried out in the order they were sent.
+
+use std::sync::Arc;
+
+use super::cmd::{self, Caller, Outcome, SessionChange};
+use super::context::Ctx;
+use super::message::Message;
+use super::protocol::{self, Errno};
+use super::request::Request;
+use super::router;
+use super::session::{Leftover, Session};
+use crate::model::{offline_message, user};
+use crate::net::{CloseReason, ConnId, Handler, Outbox};
+
+/// Requests one connection may have waiting behind a running job; past it
+/// they are refused with errno 104 rather than buffered without bound.
+const MAX_QUEUED: usize = 1024;
+
+/// The service; cheap to share between the loops.
+pub struct ChatService {
+    /// Everything the handlers work with.
+    ctx: Arc<Ctx>,
+}
+
+impl ChatService {
+    pub fn new(ctx: Arc<Ctx>) -> ChatService {
+        ChatService { ctx }
+    }
+
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// Serves one request now, or starts the job that will.
+    fn handle(&self, session: &mut Session, request: Request, out: &mut Outbox<'_>) {
+        let ctx = &self.ctx;
+        match (&session.user, &request) {
+            (None, r) if !r.allowed_before_login() => {
+                out.send(protocol::error(Errno::NotLoggedIn).as_bytes());
+                return;
+            }
+            (_, Request::Ping) => {
+                out.send(protocol::pong().as_bytes());
+                return;
+            }
+            (Some(me), Request::OneChat { toid, msg }) if cmd::one_chat_live(ctx, me, *toid, msg) => return,
+            (Some(_), Request::Login { .. }) => {}
+            (None, Request::Login { id, .. }) => session.logging_in = Some(*id),
+            _ => {}
+        }
+        session.busy = true;
+        let caller = Caller { conn: session.conn, user: session.user.clone() };
+        let job_ctx = Arc::clone(ctx);
+        ctx.jobs.spawn(move || {
+            let outcome = cmd::apply(&job_ctx, &caller, request);
+            job_ctx.remote.send(caller.conn, Message::Done { conn: caller.conn, outcome });
+        });
+    }
+
+    /// Applies a finished job to its session and runs what waited for it.
+    fn finish(&self, session: &mut Session, outcome: Outcome, out: &mut Outbox<'_>) {
+        session.busy = false;
+        session.logging_in = None;
+        let mut replies = outcome.replies.into_iter();
+        match outcome.change {
+            Some(SessionChange::LoggedIn { user, offline_upto }) => {
+                if let Some(ack) = replies.next() {
+                    match offline_upto {
+                        Some(upto) => {
+                            session.pending_delete = Some((user.id, upto));
+                            out.send_marked(ack.as_bytes(), 0);
+                        }
+                        None => out.send(ack.as_bytes()),
+                    }
+                }
+                session.user = Some(user);
+                for delivery in std::mem::take(&mut session.early) {
+                    out.send(delivery.payload.as_bytes());
+                }
+            }
+            Some(SessionChange::LoggedOut) => session.user = None,
+            None => {}
+        }
+        for reply in replies {
+            out.send(reply.as_bytes());
+        }
+        while !session.busy {
+            let Some(request) = session.queued.pop_front() else { break };
+            self.handle(session, request, out);
+        }
+    }
+
+    /// Carries out what a closed connection still owed, then logs it out.
+    fn settle(&self, conn: ConnId, leftover: Leftover) {
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.jobs.spawn(move || {
+            let mut caller = Caller { conn, user: leftover.user };
+            for request in leftover.queued {
+                match cmd::apply(&ctx, &caller, request).change {
+                    Some(SessionChange::LoggedIn { user, .. }) => caller.user = Some(user),
+                    Some(SessionChange::LoggedOut) => caller.user = None,
+                    None => {}
+                }
+            }
+            if let Some(me) = caller.user
+                && let Err(e) = cmd::go_offline(&ctx, &me, conn)
+            {
+                eprintln!("user {} could not be marked offline: {e}", me.id);
+            }
+        });
+    }
+
+    /// Marks every user still logged in here offline, in one statement; for
+    /// shutdown, after the loops and the jobs have stopped.
+    pub fn mark_all_offline(&self) -> usize {
+        let users = self.ctx.registry.users();
+        if users.is_empty() {
+            return 0;
+        }
+        match self.ctx.db.run(|c| user::set_offline_many(c, &users)) {
+            Ok(_) => users.len(),
+            Err(e) => {
+                eprintln!("could not mark {} users offline: {e}", users.len());
+                0
+            }
+        }
+    }
+}
+
+impl Handler for ChatService {
+    type Session = Session;
+    type Message = Message;
+
+    fn open(&self, id: ConnId) -> Session {
+        Session::new(id)
+    }
+
+    fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
+        let request = match Request::parse(frame) {
+            Ok(request) => request,
+            Err(errno) => {
+                out.send(protocol::error(errno).as_bytes());
+                return;
+            }
+        };
+        if !session.busy {
+            self.handle(session, request, out);
+        } else if session.queued.len() < MAX_QUEUED {
+            session.queued.push_back(request);
+        } else {
+            out.send(protocol::error(Errno::RateLimited).as_bytes());
+        }
+    }
+
+    fn too_large(&self, _session: &mut Session, out: &mut Outbox<'_>) {
+        out.send(protocol::error(Errno::TooLarge).as_bytes());
+    }
+
+    fn message(&self, session: &mut Session, msg: Message, out: &mut Outbox<'_>) {
+        match msg {
+            Message::Deliver(delivery) => {
+                let to = Some(delivery.to);
+                if session.user.as_ref().map(|u| u.id) == to {
+                    out.send(delivery.payload.as_bytes());
+                } else if session.logging_in == to {
+                    session.early.push(delivery);
+                } else {
+                    router::reroute(&self.ctx, delivery);
+                }
+            }
+            Message::Done { outcome, .. } => self.finish(session, outcome, out),
+        }
+    }
+
+    fn undeliverable(&self, msg: Message) {
+        match msg {
+            Message::Deliver(delivery) => router::reroute(&self.ctx, delivery),
+            Message::Done { conn, outcome } => {
+                let mut leftover = self.ctx.leftovers.lock().remove(&conn).unwrap_or_default();
+                match outcome.change {
+                    Some(SessionChange::LoggedIn { user, .. }) => leftover.user = Some(user),
+                    Some(SessionChange::LoggedOut) => leftover.user = None,
+                    None => {}
+                }
+                self.settle(conn, leftover);
+            }
+        }
+    }
+
+    fn written(&self, session: &mut Session, _mark: u64, _out: &mut Outbox<'_>) {
+        let Some((user, upto)) = session.pending_delete.take() else { return };
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.jobs.spawn(move || {
+            if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
+                // They stay stored and come again at the next login.
+                eprintln!("stored messages of user {user} not deleted: {e}");
+            }
+        });
+    }
+
+    fn closed(&self, session: Session, reason: CloseReason) {
+        if reason == CloseReason::Shutdown {
+            return;
+        }
+        for delivery in session.early {
+            router::reroute(&self.ctx, delivery);
+        }
+        let leftover = Leftover { user: session.user, queued: session.queued };
+        if session.busy {
+            self.ctx.leftovers.lock().insert(session.conn, leftover);
+        } else if leftover.user.is_some() || !leftover.queued.is_empty() {
+            self.settle(session.conn, leftover);
+        }
+    }
+}

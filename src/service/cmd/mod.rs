@@ -1,0 +1,100 @@
+//! One handler per request, each a plain function from the caller and the
+//! request to the replies for the caller (deliveries to others go through
+//! the router as part of the work).
+
+mod add_friend;
+mod add_group;
+mod create_group;
+mod group_chat;
+mod login;
+mod logout;
+mod one_chat;
+mod register;
+
+pub use logout::go_offline;
+pub use one_chat::try_live as one_chat_live;
+
+use super::context::Ctx;
+use super::protocol::{self, Errno, msgid};
+use super::request::Request;
+use super::session::User;
+use crate::net::ConnId;
+
+/// Who a request comes from.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The connection it arrived on.
+    pub conn: ConnId,
+    /// The user logged in there, if any.
+    pub user: Option<User>,
+}
+
+/// A change of who is logged in on the caller's connection.
+#[derive(Debug)]
+pub enum SessionChange {
+    /// `user` logged in; the LOGIN_ACK (the first reply) carries stored
+    /// messages up to `offline_upto`, deleted once it is written out.
+    LoggedIn { user: User, offline_upto: Option<i64> },
+    LoggedOut,
+}
+
+/// What a handler hands back to the caller's connection.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Frames for the caller, in order.
+    pub replies: Vec<String>,
+    /// Set when the request logged someone in or out.
+    pub change: Option<SessionChange>,
+}
+
+impl Outcome {
+    pub fn reply(frame: String) -> Outcome {
+        Outcome { replies: vec![frame], change: None }
+    }
+
+    pub fn nothing() -> Outcome {
+        Outcome::default()
+    }
+}
+
+/// Carries out `request` for `caller`; a storage failure becomes errno 500
+/// in the request's own reply form.
+pub fn apply(ctx: &Ctx, caller: &Caller, request: Request) -> Outcome {
+    let storage_failure = storage_failure_reply(&request);
+    let result = match (&caller.user, request) {
+        (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),
+        (_, Request::Login { id, password }) => login::apply(ctx, caller, id, &password),
+        (_, Request::Register { name, password }) => register::apply(ctx, &name, &password),
+        (None, _) => Ok(Outcome::reply(protocol::error(Errno::NotLoggedIn))),
+        (Some(me), Request::Logout) => logout::apply(ctx, me, caller.conn),
+        (Some(me), Request::OneChat { toid, msg }) => one_chat::apply(ctx, me, toid, &msg),
+        (Some(me), Request::AddFriend { friendid }) => add_friend::apply(ctx, me, friendid),
+        (Some(me), Request::CreateGroup { name, desc }) => create_group::apply(ctx, me, &name, &desc),
+        (Some(me), Request::AddGroup { groupid }) => add_group::apply(ctx, me, groupid),
+        (Some(me), Request::GroupChat { groupid, msg }) => group_chat::apply(ctx, me, groupid, &msg),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("request failed: {e}");
+        Outcome::reply(storage_failure)
+    })
+}
+
+/// Errno 500 in the form the client waits for: the ACK of its request, or
+/// an ERROR for requests without one.
+fn storage_failure_reply(request: &Request) -> String {
+    let ack = match request {
+        Request::Login { .. } => msgid::LOGIN_ACK,
+        Request::Register { .. } => msgid::REG_ACK,
+        Request::AddFriend { .. } => msgid::ADD_FRIEND_ACK,
+        Request::CreateGroup { .. } => msgid::CREATE_GROUP_ACK,
+        Request::AddGroup { .. } => msgid::ADD_GROUP_ACK,
+        _ => return protocol::error(Errno::Storage),
+    };
+    protocol::ack_error(ack, Errno::Storage, Errno::Storage.text())
+}
+
+/// Counts characters (not bytes), as the VARCHAR columns do.
+fn within(s: &str, min: usize, max: usize) -> bool {
+    let n = s.chars().count();
+    (min..=max).contains(&n)
+}

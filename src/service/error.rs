@@ -1,0 +1,30 @@
+//! Errors of the service layer.
+
+use std::fmt;
+
+use crate::db::DbError;
+
+#[derive(Debug)]
+pub enum ServiceError {
+    /// MySQL failed or could not be reached: answered with errno 500.
+    Db(DbError),
+    /// The system's random source failed while salting a password.
+    Hash,
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::Db(e) => write!(f, "{e}"),
+            ServiceError::Hash => write!(f, "password hashing failed"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<DbError> for ServiceError {
+    fn from(e: DbError) -> Self {
+        ServiceError::Db(e)
+    }
+}

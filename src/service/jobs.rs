@@ -1,0 +1,81 @@
+//! A fixed pool of threads for work that blocks (MySQL, password hashes),
+//! so the event loops never wait on it.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue the threads take jobs from.
+struct Queue {
+    /// Jobs waiting, oldest first, and whether the pool is stopping.
+    state: Mutex<(VecDeque<Job>, bool)>,
+    /// Signalled when a job is queued or the pool stops.
+    ready: Condvar,
+}
+
+/// The job threads.
+pub struct Jobs {
+    /// Shared with the threads.
+    queue: Arc<Queue>,
+    /// Joined on shutdown.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Jobs {
+    pub fn new(threads: usize) -> std::io::Result<Jobs> {
+        let queue = Arc::new(Queue { state: Mutex::new((VecDeque::new(), false)), ready: Condvar::new() });
+        let handles = (0..threads.max(1))
+            .map(|i| {
+                let queue = Arc::clone(&queue);
+                std::thread::Builder::new().name(format!("job-{i}")).spawn(move || work(&queue))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Jobs { queue, threads: Mutex::new(handles) })
+    }
+
+    /// Queues `job`; jobs start in the order they were queued.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        let mut state = self.queue.state.lock();
+        if state.1 {
+            return;
+        }
+        state.0.push_back(Box::new(job));
+        drop(state);
+        self.queue.ready.notify_one();
+    }
+
+    /// Runs what is queued, then stops and joins the threads.
+    pub fn shutdown(&self) {
+        self.queue.state.lock().1 = true;
+        self.queue.ready.notify_all();
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn work(queue: &Queue) {
+    loop {
+        let job = {
+            let mut state = queue.state.lock();
+            loop {
+                if let Some(job) = state.0.pop_front() {
+                    break job;
+                }
+                if state.1 {
+                    return;
+                }
+                queue.ready.wait(&mut state);
+            }
+        };
+        // A bug in one job must not take a thread of the pool with it.
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            eprintln!("a job panicked; the server carries on");
+        }
+    }
+}

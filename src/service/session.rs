@@ -1,0 +1,62 @@
+//! Per-connection state, owned by the connection's loop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::net::ConnId;
+
+use super::message::Delivery;
+use super::request::Request;
+
+/// A logged-in user as the service knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i32,
+    /// Shared, since every message the user sends carries it.
+    pub name: Arc<str>,
+}
+
+/// One connection's session.
+pub struct Session {
+    /// The connection, as other threads address it.
+    pub conn: ConnId,
+    /// Who is logged in here; identity comes from this, never from input.
+    pub user: Option<User>,
+    /// A job of this connection is running; later requests wait so that
+    /// they are carried out in the order they were sent.
+    pub busy: bool,
+    /// Requests waiting for the running job.
+    pub queued: VecDeque<Request>,
+    /// The id a running LOGIN job is logging in, if any.
+    pub logging_in: Option<i32>,
+    /// Deliveries for `logging_in` that arrived before its LOGIN_ACK; sent
+    /// right after it, so nothing overtakes the stored messages.
+    pub early: Vec<Delivery>,
+    /// Stored messages `(user, up to id)` carried by a LOGIN_ACK not yet
+    /// written out whole; deleted once it is.
+    pub pending_delete: Option<(i32, i64)>,
+}
+
+impl Session {
+    pub fn new(conn: ConnId) -> Session {
+        Session {
+            conn,
+            user: None,
+            busy: false,
+            queued: VecDeque::new(),
+            logging_in: None,
+            early: Vec::new(),
+            pending_delete: None,
+        }
+    }
+}
+
+/// What a closed connection still owes: its waiting requests, carried out
+/// in order for the user, then the logout.
+#[derive(Default)]
+pub struct Leftover {
+    /// The user of the closed connection, if logged in.
+    pub user: Option<User>,
+    /// Requests it sent that had not run yet.
+    pub queued: VecDeque<Request>,
+}
