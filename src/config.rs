@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::net::NetConfig;
+use crate::service::Limits;
 
 /// Everything `ChatServer` is started with.
 #[derive(Clone, Debug)]
@@ -18,9 +19,11 @@ pub struct ServerConfig {
     pub redis_url: String,
     /// `CHAT_DB_POOL`: MySQL connections, also the number of job threads.
     pub db_pool: usize,
+    /// Flood control (`--rate`).
+    pub limits: Limits,
 }
 
-pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N]";
+pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N] [--rate MSGS_PER_SEC]";
 
 fn number<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{what} needs a value"))?;
@@ -33,6 +36,7 @@ impl ServerConfig {
     pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, String> {
         let mut positional = Vec::new();
         let mut net = NetConfig::default();
+        let mut limits = Limits::default();
         let mut iter = args.iter().map(String::as_str);
         while let Some(arg) = iter.next() {
             match arg {
@@ -40,6 +44,14 @@ impl ServerConfig {
                 "--max-frame" => net.max_frame = number("--max-frame", iter.next())?,
                 "--idle-timeout" => net.idle_timeout = Duration::from_secs(number("--idle-timeout", iter.next())?),
                 "--max-conns" => net.max_conns = number("--max-conns", iter.next())?,
+                "--rate" => {
+                    let rate: u32 = number("--rate", iter.next())?;
+                    if rate == 0 {
+                        return Err("--rate must be at least 1 message per second".into());
+                    }
+                    limits.rate = f64::from(rate);
+                    limits.burst = f64::from(rate) * 2.0;
+                }
                 flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
                 value => positional.push(value),
             }
@@ -71,6 +83,7 @@ impl ServerConfig {
             mysql_url: env("CHAT_MYSQL_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306/chat".into()),
             redis_url: env("CHAT_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
             db_pool,
+            limits,
         })
     }
 }

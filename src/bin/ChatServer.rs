@@ -37,13 +37,14 @@ fn run(config: ServerConfig) -> Result<(), String> {
     }
     let mysql_hint = "start MariaDB (./autobuild.sh up) or set CHAT_MYSQL_URL";
     schema::prepare(&config.mysql_url).map_err(|e| format!("{e}; {mysql_hint}"))?;
-    let pool = Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let pool =
+        Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
 
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
     let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
-    let service = Arc::new(ChatService::new(Ctx::new(pool, remote.clone(), jobs)));
+    let service = Arc::new(ChatService::new(Ctx::new(pool, remote.clone(), jobs, config.limits)));
 
     let stop = StopHandle::new().map_err(|e| e.to_string())?;
     let on_signal = stop.clone();

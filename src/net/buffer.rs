@@ -69,6 +69,13 @@ impl OutBuffer {
         Ok(())
     }
 
+    /// The frames not yet written whole, from the start of the frame the
+    /// socket stopped in: what the peer never received.
+    pub fn unsent_frames(&self) -> &[u8] {
+        let begin = self.buf[..self.start].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
+        &self.buf[begin..]
+    }
+
     /// Takes the next mark whose bytes have all been written.
     pub fn pop_done_mark(&mut self) -> Option<u64> {
         match self.marks.front() {
@@ -102,6 +109,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(sent, b"hell");
+        assert_eq!(out.unsent_frames(), b"hello\0x\0");
         assert_eq!(out.pop_done_mark(), None);
         out.flush(|b| {
             sent.extend_from_slice(b);

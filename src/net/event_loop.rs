@@ -342,7 +342,7 @@ impl<H: Handler> EventLoop<H> {
         self.free.push(index as u32);
         self.live.fetch_sub(1, Ordering::Relaxed);
         drop(conn.fd);
-        self.handler.closed(conn.session, reason);
+        self.handler.closed(conn.session, reason, conn.out.unsent_frames());
     }
 
     fn close_idle(&mut self) {

@@ -79,6 +79,7 @@ pub trait Handler: Send + Sync + 'static {
     fn undeliverable(&self, msg: Self::Message);
     /// Everything up to a [`Outbox::send_marked`] frame has been written.
     fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
-    /// The connection is closed; this is the last call for it.
-    fn closed(&self, session: Self::Session, reason: CloseReason);
+    /// The connection is closed; this is the last call for it. `unsent`
+    /// holds the NUL-terminated frames the peer never received whole.
+    fn closed(&self, session: Self::Session, reason: CloseReason, unsent: &[u8]);
 }

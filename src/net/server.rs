@@ -55,7 +55,12 @@ impl Server {
 
     /// Starts the worker loops and accepts until `stop` fires; then every
     /// loop closes its connections, and this returns once they have ended.
-    pub fn run<H: Handler>(self, handler: Arc<H>, remote: Remote<H::Message>, stop: StopHandle) -> Result<(), NetError> {
+    pub fn run<H: Handler>(
+        self,
+        handler: Arc<H>,
+        remote: Remote<H::Message>,
+        stop: StopHandle,
+    ) -> Result<(), NetError> {
         let live = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::new();
         for index in 0..remote.workers() {

@@ -40,8 +40,7 @@ pub struct Epoll {
 /// Edge-triggered, registered once: a connection is never re-armed with
 /// `epoll_ctl`, so the loop must read until `WouldBlock` (or remember that it
 /// stopped early) and keep a write pending until `EPOLLOUT` comes back.
-pub const CONN_EVENTS: u32 =
-    (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+pub const CONN_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
 /// Interest for the wake-up eventfd and listening sockets: level-triggered
 /// reads, so a pending wake-up or connection is never lost.
@@ -79,8 +78,7 @@ pub struct EventFd {
 impl EventFd {
     pub fn new() -> io::Result<EventFd> {
         // SAFETY: eventfd takes no pointers; the result is checked.
-        owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
-            .map(|fd| EventFd { fd })
+        owned(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) }).map(|fd| EventFd { fd })
     }
 
     pub fn raw(&self) -> RawFd {
@@ -157,5 +155,5 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }

@@ -6,11 +6,12 @@
 //! each connection's requests are carried out in the order they were sent.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::cmd::{self, Caller, Outcome, SessionChange};
 use super::context::Ctx;
-use super::message::Message;
-use super::protocol::{self, Errno};
+use super::message::{Delivery, Message};
+use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::router;
 use super::session::{Leftover, Session};
@@ -84,10 +85,15 @@ impl ChatService {
                 }
             }
             Some(SessionChange::LoggedOut) => session.user = None,
+            Some(SessionChange::LoginFailed) => session.failed_logins += 1,
             None => {}
         }
         for reply in replies {
             out.send(reply.as_bytes());
+        }
+        if session.failed_logins >= self.ctx.limits.max_login_failures {
+            out.close();
+            return;
         }
         while !session.busy {
             let Some(request) = session.queued.pop_front() else { break };
@@ -104,13 +110,15 @@ impl ChatService {
                 match cmd::apply(&ctx, &caller, request).change {
                     Some(SessionChange::LoggedIn { user, .. }) => caller.user = Some(user),
                     Some(SessionChange::LoggedOut) => caller.user = None,
-                    None => {}
+                    Some(SessionChange::LoginFailed) | None => {}
                 }
             }
-            if let Some(me) = caller.user
-                && let Err(e) = cmd::go_offline(&ctx, &me, conn)
-            {
-                eprintln!("user {} could not be marked offline: {e}", me.id);
+            let result = match caller.user {
+                Some(me) => cmd::go_offline(&ctx, &me, conn, leftover.unsent),
+                None => router::route(&ctx, leftover.unsent),
+            };
+            if let Err(e) = result {
+                eprintln!("a closed connection could not be settled: {e}");
             }
         });
     }
@@ -137,10 +145,14 @@ impl Handler for ChatService {
     type Message = Message;
 
     fn open(&self, id: ConnId) -> Session {
-        Session::new(id)
+        Session::new(id, &self.ctx.limits)
     }
 
     fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
+        if !session.bucket.take(&self.ctx.limits, Instant::now()) {
+            out.send(protocol::error(Errno::RateLimited).as_bytes());
+            return;
+        }
         let request = match Request::parse(frame) {
             Ok(request) => request,
             Err(errno) => {
@@ -185,7 +197,7 @@ impl Handler for ChatService {
                 match outcome.change {
                     Some(SessionChange::LoggedIn { user, .. }) => leftover.user = Some(user),
                     Some(SessionChange::LoggedOut) => leftover.user = None,
-                    None => {}
+                    Some(SessionChange::LoginFailed) | None => {}
                 }
                 self.settle(conn, leftover);
             }
@@ -203,18 +215,44 @@ impl Handler for ChatService {
         });
     }
 
-    fn closed(&self, session: Session, reason: CloseReason) {
+    fn closed(&self, session: Session, reason: CloseReason, unsent: &[u8]) {
+        let mut undelivered = match &session.user {
+            Some(me) => undelivered_chats(me.id, unsent),
+            None => Vec::new(),
+        };
+        undelivered.extend(session.early);
         if reason == CloseReason::Shutdown {
+            // The job threads are stopping: store what the user missed now.
+            let rows: Vec<(i32, &str)> = undelivered.iter().map(|d| (d.to, &*d.payload)).collect();
+            if !rows.is_empty()
+                && let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows))
+            {
+                eprintln!("{} unsent messages lost at shutdown: {e}", rows.len());
+            }
             return;
         }
-        for delivery in session.early {
-            router::reroute(&self.ctx, delivery);
-        }
-        let leftover = Leftover { user: session.user, queued: session.queued };
+        let leftover = Leftover { user: session.user, queued: session.queued, unsent: undelivered };
         if session.busy {
             self.ctx.leftovers.lock().insert(session.conn, leftover);
-        } else if leftover.user.is_some() || !leftover.queued.is_empty() {
+        } else if leftover.user.is_some() || !leftover.queued.is_empty() || !leftover.unsent.is_empty() {
             self.settle(session.conn, leftover);
         }
     }
+}
+
+/// The chat messages for `user` among frames the peer never received.
+fn undelivered_chats(user: i32, unsent: &[u8]) -> Vec<Delivery> {
+    unsent
+        .split(|&b| b == 0)
+        .filter_map(|frame| {
+            let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
+            let id = value.get("msgid")?.as_i64()?;
+            let text = std::str::from_utf8(frame).ok()?;
+            (id == msgid::ONE_CHAT || id == msgid::GROUP_CHAT).then(|| Delivery {
+                to: user,
+                payload: text.into(),
+                keep: true,
+            })
+        })
+        .collect()
 }

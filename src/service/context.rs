@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::jobs::Jobs;
+use super::limits::{Limits, LoginThrottle};
 use super::locks::UserLocks;
 use super::message::Message;
 use super::password;
@@ -30,13 +31,17 @@ pub struct Ctx {
     /// Work of connections that closed while a job of theirs was running,
     /// finished when that job's result comes back undeliverable.
     pub leftovers: Mutex<HashMap<ConnId, Leftover>>,
+    /// Flood and login limits.
+    pub limits: Limits,
+    /// Back-off for ids with failed logins.
+    pub throttle: LoginThrottle,
     /// A hash checked when a login names no user, so a wrong id costs the
     /// same time as a wrong password and does not reveal which ids exist.
     pub dummy_hash: String,
 }
 
 impl Ctx {
-    pub fn new(db: Pool, remote: Remote<Message>, jobs: Jobs) -> Arc<Ctx> {
+    pub fn new(db: Pool, remote: Remote<Message>, jobs: Jobs, limits: Limits) -> Arc<Ctx> {
         Arc::new(Ctx {
             db,
             registry: Registry::default(),
@@ -44,6 +49,8 @@ impl Ctx {
             remote,
             jobs,
             leftovers: Mutex::new(HashMap::new()),
+            limits,
+            throttle: LoginThrottle::default(),
             dummy_hash: password::hash("no such user").unwrap_or_default(),
         })
     }

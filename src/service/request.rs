@@ -102,7 +102,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_input_with_the_right_errno() {
-        for bad in ["", "[]", "\"x\"", "{", r#"{"msgid":"1"}"#, r#"{"msgid":1}"#, r#"{"msgid":1,"id":"3","password":"p"}"#] {
+        for bad in
+            ["", "[]", "\"x\"", "{", r#"{"msgid":"1"}"#, r#"{"msgid":1}"#, r#"{"msgid":1,"id":"3","password":"p"}"#]
+        {
             assert_eq!(parse(bad), Err(Errno::Malformed), "{bad}");
         }
         assert_eq!(parse(r#"{"msgid":6,"toid":1e999,"msg":"x"}"#), Err(Errno::Malformed));

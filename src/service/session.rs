@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::net::ConnId;
 
+use super::limits::{Bucket, Limits};
 use super::message::Delivery;
 use super::request::Request;
 
@@ -35,10 +36,14 @@ pub struct Session {
     /// Stored messages `(user, up to id)` carried by a LOGIN_ACK not yet
     /// written out whole; deleted once it is.
     pub pending_delete: Option<(i32, i64)>,
+    /// Flood control for what this connection sends.
+    pub bucket: Bucket,
+    /// Failed logins on this connection; too many close it.
+    pub failed_logins: u32,
 }
 
 impl Session {
-    pub fn new(conn: ConnId) -> Session {
+    pub fn new(conn: ConnId, limits: &Limits) -> Session {
         Session {
             conn,
             user: None,
@@ -47,6 +52,8 @@ impl Session {
             logging_in: None,
             early: Vec::new(),
             pending_delete: None,
+            bucket: Bucket::new(limits),
+            failed_logins: 0,
         }
     }
 }
@@ -59,4 +66,6 @@ pub struct Leftover {
     pub user: Option<User>,
     /// Requests it sent that had not run yet.
     pub queued: VecDeque<Request>,
+    /// Messages for its user that it never received; stored offline.
+    pub unsent: Vec<Delivery>,
 }

@@ -2,6 +2,7 @@
 //! friends, groups and stored messages.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -22,13 +23,22 @@ pub fn apply(ctx: &Ctx, caller: &Caller, id: i32, password: &str) -> Result<Outc
     if caller.user.is_some() {
         return refuse(Errno::InUse, "already logged in on this connection; log out first");
     }
+    let invalid = || Outcome {
+        replies: vec![protocol::ack_error(msgid::LOGIN_ACK, Errno::Invalid, Errno::Invalid.text())],
+        change: Some(SessionChange::LoginFailed),
+    };
+    if !ctx.throttle.allows(id, Instant::now()) {
+        return Ok(invalid());
+    }
     let found = ctx.db.run(|c| user::find(c, id))?;
     // A missing id costs a hash check too, so timing does not tell.
     let stored = found.as_ref().map_or(ctx.dummy_hash.as_str(), |u| u.password.as_str());
     let password_ok = password::verify(password, stored);
     let Some(found) = found.filter(|_| password_ok) else {
-        return refuse(Errno::Invalid, Errno::Invalid.text());
+        ctx.throttle.failed(id, Instant::now());
+        return Ok(invalid());
     };
+    ctx.throttle.succeeded(id);
     let me = User { id, name: Arc::from(found.name.as_str()) };
 
     let guard = ctx.locks.lock(id);

@@ -34,8 +34,13 @@ pub struct Caller {
 pub enum SessionChange {
     /// `user` logged in; the LOGIN_ACK (the first reply) carries stored
     /// messages up to `offline_upto`, deleted once it is written out.
-    LoggedIn { user: User, offline_upto: Option<i64> },
+    LoggedIn {
+        user: User,
+        offline_upto: Option<i64>,
+    },
     LoggedOut,
+    /// A login was refused for a wrong id or password.
+    LoginFailed,
 }
 
 /// What a handler hands back to the caller's connection.

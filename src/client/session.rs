@@ -1,0 +1,419 @@
+//! One connection to the server and the menus driven over it.
+//!
+//! Three threads share the socket:
+//! - the main thread reads standard input, sends requests and, for those
+//!   that get an ACK, waits for it on a channel;
+//! - the reader thread splits what the server sends into frames, prints
+//!   pushed messages at once and hands ACKs to the main thread;
+//! - a pinger sends PING every minute so the server's idle timeout never
+//!   cuts a client that is alive but quiet.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::args::Target;
+use super::command::{self, Command, CommandError};
+use super::format;
+use super::term::{self, Input};
+use super::wire::{self, FrameDecoder, FrameTooLarge};
+
+/// How long the client waits for the server to answer a request.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to one resolved address may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Well under the server's default idle timeout of 300 s.
+const PING_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the menus stopped; each ends the client with status 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Quit,
+    EndOfInput,
+    ServerClosed,
+}
+
+/// What came back for a request.
+#[derive(Debug, Clone, PartialEq)]
+enum Reply {
+    /// The ACK that was asked for.
+    Ack(Value),
+    /// An ERROR frame that arrived while waiting: the server refused.
+    Error(Value),
+    Timeout,
+}
+
+/// What the reader does with one frame from the server.
+#[derive(Debug, Clone, PartialEq)]
+enum Route {
+    /// Hand it to the main thread waiting for a reply.
+    Reply,
+    /// Print this line now.
+    Print(String),
+    Ignore,
+}
+
+/// Where a frame goes. ACKs always go to the main thread (which drops those
+/// it no longer waits for); an ERROR answers the request being waited for,
+/// if any, or else is printed like a pushed message.
+fn route(msg: &Value, waiting: bool) -> Route {
+    match wire::msgid(msg) {
+        Some(wire::LOGIN_ACK | wire::REG_ACK | wire::ADD_FRIEND_ACK | wire::CREATE_GROUP_ACK | wire::ADD_GROUP_ACK) => {
+            Route::Reply
+        }
+        Some(wire::ERROR) if waiting => Route::Reply,
+        // PONG needs nothing; unknown kinds are newer additions to skip.
+        _ => format::push(msg).map_or(Route::Ignore, Route::Print),
+    }
+}
+
+/// The logged-in user, as the server confirmed it.
+struct Me {
+    id: i64,
+    name: String,
+}
+
+/// The writing half of the connection, shared by the main thread and the
+/// pinger; the lock keeps each frame whole on the wire.
+struct Connection {
+    stream: Mutex<TcpStream>,
+}
+
+impl Connection {
+    fn send(&self, msg: &Value) -> io::Result<()> {
+        // A poisoned lock only means another writer panicked; the stream
+        // itself is still usable.
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        stream.write_all(&wire::encode(msg))
+    }
+}
+
+/// Connects, starts the reader and the pinger, runs the menus, and ends
+/// the process.
+pub fn run(target: &Target) -> ! {
+    let stream = match connect(target) {
+        Ok(stream) => stream,
+        Err(reason) => term::fail(&format!("cannot connect to {target}: {reason}; is ChatServer running?"), 1),
+    };
+    match start(stream) {
+        Ok(mut session) => match session.main_menu() {
+            Exit::Quit => term::finish("bye", 0),
+            Exit::EndOfInput => term::finish("end of input, bye", 0),
+            Exit::ServerClosed => term::finish("server closed the connection", 0),
+        },
+        Err(e) => term::fail(&format!("cannot start the client: {e}"), 1),
+    }
+}
+
+/// The first address of `target` that accepts a connection.
+fn connect(target: &Target) -> Result<TcpStream, String> {
+    let addrs = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{}': {e}", target.host))?;
+    let mut last = String::from("no address found");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+fn start(stream: TcpStream) -> io::Result<Session> {
+    // Typed messages are small and should leave at once, not wait for Nagle;
+    // failing to set it only costs latency.
+    let _ = stream.set_nodelay(true);
+    let reading = stream.try_clone()?;
+    let (acks_tx, acks) = mpsc::channel();
+    let waiting = Arc::new(AtomicBool::new(false));
+    let reader_waiting = Arc::clone(&waiting);
+    thread::Builder::new().name("reader".into()).spawn(move || read_server(reading, &acks_tx, &reader_waiting))?;
+    let conn = Arc::new(Connection { stream: Mutex::new(stream) });
+    let pinger_conn = Arc::clone(&conn);
+    thread::Builder::new().name("pinger".into()).spawn(move || ping_forever(&pinger_conn))?;
+    Ok(Session { conn, acks, waiting, input: Input::default() })
+}
+
+/// The reader thread: frames in, lines out or replies handed over. When
+/// the server goes away it ends the whole client.
+fn read_server(mut stream: TcpStream, acks: &Sender<Value>, waiting: &AtomicBool) {
+    let mut decoder = FrameDecoder::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => decoder.push(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(FrameTooLarge) => term::finish(
+                    &format!("[ERROR]: the server sent a message over {} MiB; disconnecting", wire::MAX_FRAME >> 20),
+                    1,
+                ),
+            };
+            // A frame that is not a JSON object is skipped, not fatal.
+            let Some(msg) = wire::parse_frame(&frame) else {
+                continue;
+            };
+            match route(&msg, waiting.load(Ordering::SeqCst)) {
+                Route::Reply => {
+                    // The main thread is gone only while the process ends;
+                    // an ERROR is still worth showing then.
+                    if let Err(mpsc::SendError(msg)) = acks.send(msg)
+                        && let Some(line) = format::push(&msg)
+                    {
+                        term::line(&line);
+                    }
+                }
+                Route::Print(line) => term::line(&line),
+                Route::Ignore => {}
+            }
+        }
+    }
+    term::finish("server closed the connection", 0)
+}
+
+fn ping_forever(conn: &Connection) {
+    loop {
+        thread::sleep(PING_EVERY);
+        if conn.send(&json!({ "msgid": wire::PING })).is_err() {
+            // The reader notices the dead connection and ends the client.
+            return;
+        }
+    }
+}
+
+/// The main thread's side of the connection.
+struct Session {
+    conn: Arc<Connection>,
+    acks: Receiver<Value>,
+    /// Tells the reader that an ERROR now answers a request.
+    waiting: Arc<AtomicBool>,
+    input: Input,
+}
+
+impl Session {
+    fn prompt(&mut self, prompt: &str) -> Result<String, Exit> {
+        self.input.prompt(prompt).ok_or(Exit::EndOfInput)
+    }
+
+    fn send(&self, msg: &Value) -> Result<(), Exit> {
+        self.conn.send(msg).map_err(|_| Exit::ServerClosed)
+    }
+
+    /// Sends `msg` and waits for the ACK with msgid `expect` (or an ERROR).
+    fn request(&self, msg: &Value, expect: i64) -> Result<Reply, Exit> {
+        // Replies to earlier requests that timed out would be mistaken for
+        // this one's.
+        while self.acks.try_recv().is_ok() {}
+        self.waiting.store(true, Ordering::SeqCst);
+        let reply = self.send(msg).and_then(|()| self.await_reply(expect));
+        self.waiting.store(false, Ordering::SeqCst);
+        reply
+    }
+
+    fn await_reply(&self, expect: i64) -> Result<Reply, Exit> {
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.acks.recv_timeout(left) {
+                Ok(msg) => match wire::msgid(&msg) {
+                    Some(id) if id == expect => return Ok(Reply::Ack(msg)),
+                    Some(wire::ERROR) => return Ok(Reply::Error(msg)),
+                    // A late ACK of an earlier request: not ours.
+                    _ => continue,
+                },
+                Err(RecvTimeoutError::Timeout) => return Ok(Reply::Timeout),
+                Err(RecvTimeoutError::Disconnected) => return Err(Exit::ServerClosed),
+            }
+        }
+    }
+
+    /// The first menu, until quit, end of input or a lost connection.
+    fn main_menu(&mut self) -> Exit {
+        loop {
+            term::lines(&format::MAIN_MENU);
+            let step = match self.prompt("choice:") {
+                Err(exit) => Err(exit),
+                Ok(choice) => match choice.trim() {
+                    "1" => self.login(),
+                    "2" => self.register(),
+                    "3" => Err(Exit::Quit),
+                    _ => {
+                        term::line("invalid input!");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+
+    fn login(&mut self) -> Result<(), Exit> {
+        let Ok(id) = command::parse_id(&self.prompt("userid:")?) else {
+            term::line("invalid userid!");
+            return Ok(());
+        };
+        let password = self.prompt("userpassword:")?;
+        let request = json!({ "msgid": wire::LOGIN, "id": id, "password": password });
+        match self.request(&request, wire::LOGIN_ACK)? {
+            Reply::Ack(ack) if format::errno(&ack) == 0 => {
+                term::lines(&format::login(&ack));
+                let me =
+                    Me { id: ack.get("id").and_then(Value::as_i64).unwrap_or(id), name: format::text(&ack, "name") };
+                self.chat(&me)
+            }
+            // The original prints the server's reason as is, e.g.
+            // `id or password is invalid!`.
+            Reply::Ack(ack) => {
+                term::line(&format::ack_reason(&ack));
+                Ok(())
+            }
+            other => {
+                term::line(&failure(&other));
+                Ok(())
+            }
+        }
+    }
+
+    fn register(&mut self) -> Result<(), Exit> {
+        let name = self.prompt("username:")?;
+        let password = self.prompt("userpassword:")?;
+        let request = json!({ "msgid": wire::REG, "name": name, "password": password });
+        let reply = self.request(&request, wire::REG_ACK)?;
+        term::line(&answer(&reply, |ack| format::register(&name, ack)));
+        Ok(())
+    }
+
+    /// The command loop after login, until `loginout`.
+    fn chat(&mut self, me: &Me) -> Result<(), Exit> {
+        term::lines(&format::help());
+        loop {
+            let line = self.input.line().ok_or(Exit::EndOfInput)?;
+            match command::parse_command(&line) {
+                Ok(Command::LoginOut) => {
+                    // The connection stays open for the next login, as in
+                    // the original.
+                    return self.send(&json!({ "msgid": wire::LOGOUT, "id": me.id }));
+                }
+                Ok(cmd) => self.execute(me, cmd)?,
+                Err(CommandError::Empty) => {}
+                Err(e) => term::line(&e.to_string()),
+            }
+        }
+    }
+
+    /// Carries out one command other than `loginout`. `id` and `name` go
+    /// along because older servers wanted them; this server ignores them.
+    fn execute(&self, me: &Me, cmd: Command) -> Result<(), Exit> {
+        match cmd {
+            Command::Help => term::lines(&format::help()),
+            Command::Chat { to, msg } => self.send(&json!({
+                "msgid": wire::ONE_CHAT, "id": me.id, "name": me.name,
+                "toid": to, "msg": msg,
+            }))?,
+            Command::GroupChat { group, msg } => self.send(&json!({
+                "msgid": wire::GROUP_CHAT, "id": me.id, "name": me.name,
+                "groupid": group, "msg": msg,
+            }))?,
+            Command::AddFriend { friend } => {
+                let request = json!({ "msgid": wire::ADD_FRIEND, "id": me.id, "friendid": friend });
+                let reply = self.request(&request, wire::ADD_FRIEND_ACK)?;
+                term::line(&answer(&reply, format::add_friend));
+            }
+            Command::CreateGroup { name, desc } => {
+                let request = json!({
+                    "msgid": wire::CREATE_GROUP, "id": me.id,
+                    "groupname": name, "groupdesc": desc,
+                });
+                let reply = self.request(&request, wire::CREATE_GROUP_ACK)?;
+                term::line(&answer(&reply, format::create_group));
+            }
+            Command::AddGroup { group } => {
+                let request = json!({ "msgid": wire::ADD_GROUP, "id": me.id, "groupid": group });
+                let reply = self.request(&request, wire::ADD_GROUP_ACK)?;
+                term::line(&answer(&reply, |ack| format::add_group(ack, group)));
+            }
+            // `chat` handles it: it leaves the command loop.
+            Command::LoginOut => {}
+        }
+        Ok(())
+    }
+}
+
+/// The line for a reply: `on_ack` formats the ACK, whatever its errno.
+fn answer(reply: &Reply, on_ack: impl FnOnce(&Value) -> String) -> String {
+    match reply {
+        Reply::Ack(ack) => on_ack(ack),
+        other => failure(other),
+    }
+}
+
+/// The line for a request that got no ACK.
+fn failure(reply: &Reply) -> String {
+    match reply {
+        Reply::Error(msg) => format::error(msg),
+        Reply::Timeout => format!("[ERROR]: no reply from the server within {} s", ACK_TIMEOUT.as_secs()),
+        Reply::Ack(ack) => format::ack_error(ack),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_go_to_the_main_thread() {
+        for id in [2, 5, 12, 13, 14] {
+            assert_eq!(route(&json!({ "msgid": id, "errno": 0 }), false), Route::Reply);
+        }
+    }
+
+    #[test]
+    fn errors_answer_a_waiting_request_or_are_printed() {
+        let error = json!({ "msgid": 11, "errno": 102, "msg": "not logged in" });
+        assert_eq!(route(&error, true), Route::Reply);
+        assert_eq!(route(&error, false), Route::Print("[ERROR]: not logged in".into()));
+    }
+
+    #[test]
+    fn pushes_are_printed_even_while_waiting() {
+        let chat = json!({ "msgid": 6, "id": 2, "name": "li", "msg": "hi", "time": "t" });
+        assert_eq!(route(&chat, true), Route::Print("t [2]li said: hi".into()));
+        let presence = json!({ "msgid": 15, "id": 2, "name": "li", "state": "online" });
+        assert_eq!(route(&presence, false), Route::Print("[2]li is online".into()));
+    }
+
+    #[test]
+    fn pong_and_unknown_kinds_are_ignored() {
+        assert_eq!(route(&json!({ "msgid": 17 }), false), Route::Ignore);
+        assert_eq!(route(&json!({ "msgid": 99 }), true), Route::Ignore);
+        assert_eq!(route(&json!({ "hello": 1 }), false), Route::Ignore);
+    }
+
+    #[test]
+    fn failures_say_why() {
+        assert_eq!(failure(&Reply::Timeout), "[ERROR]: no reply from the server within 30 s");
+        assert_eq!(
+            failure(&Reply::Error(json!({ "msgid": 11, "errno": 500, "msg": "storage unavailable" }))),
+            "[ERROR]: storage unavailable"
+        );
+        assert_eq!(
+            answer(&Reply::Ack(json!({ "msgid": 13, "errno": 0, "groupid": 3 })), format::create_group),
+            "create group success, groupid is 3"
+        );
+    }
+}
