@@ -1,0 +1,37 @@
+//! Table `friend`: one-way friendship (userid added friendid).
+
+use mysql::prelude::Queryable;
+
+use super::{State, duplicate_is};
+use crate::db::DbError;
+
+/// A friend as shown in a friend list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Friend {
+    pub id: i32,
+    pub name: String,
+    pub state: State,
+}
+
+/// Records that `userid` added `friendid`; `false` if they already had.
+pub fn add(conn: &mut impl Queryable, userid: i32, friendid: i32) -> Result<bool, DbError> {
+    match conn.exec_drop("INSERT INTO friend (userid, friendid) VALUES (?, ?)", (userid, friendid)) {
+        Ok(()) => Ok(true),
+        Err(err) => duplicate_is(err, false),
+    }
+}
+
+/// Everyone `userid` added, with name and state, by friend id.
+pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<Friend>, DbError> {
+    let rows: Vec<(i32, String, String)> = conn.exec(
+        "SELECT u.id, u.name, u.state FROM friend f JOIN user u ON u.id = f.friendid \
+         WHERE f.userid = ? ORDER BY f.friendid",
+        (userid,),
+    )?;
+    rows.into_iter().map(|(id, name, state)| Ok(Friend { id, name, state: State::from_column(state)? })).collect()
+}
+
+/// Ids of the users who added `friendid`: those told of its presence.
+pub fn added_by(conn: &mut impl Queryable, friendid: i32) -> Result<Vec<i32>, DbError> {
+    Ok(conn.exec("SELECT userid FROM friend WHERE friendid = ? ORDER BY userid", (friendid,))?)
+}

@@ -1,0 +1,113 @@
+//! Table `offlinemessage`: messages kept for users who were offline.
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, TxOpts, Value};
+
+use super::{inserted_id, placeholders};
+use crate::db::DbError;
+
+/// Rows per multi-row insert.
+const CHUNK_ROWS: usize = 200;
+/// Message bytes per multi-row insert, far below any max_allowed_packet
+/// (4 MiB on old MySQL, 16 MiB on MariaDB).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// A stored message: the JSON object that would have been delivered live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineMessage {
+    /// Increases with every insert: gives the order and the delete bound.
+    pub id: i64,
+    pub userid: i32,
+    pub message: String,
+}
+
+/// Stores one message for `userid`; returns its id.
+pub fn insert(conn: &mut impl Queryable, userid: i32, message: &str) -> Result<i64, DbError> {
+    let done = conn.exec_iter("INSERT INTO offlinemessage (userid, message) VALUES (?, ?)", (userid, message))?;
+    inserted_id(done.last_insert_id())
+}
+
+/// Stores many `(userid, message)` rows (a group message for its offline
+/// members): all of them or none, in the order given.
+pub fn insert_many(conn: &mut Conn, rows: &[(i32, &str)]) -> Result<(), DbError> {
+    let chunks = chunks(rows);
+    if let [only] = chunks.as_slice() {
+        // One statement is atomic by itself.
+        return insert_chunk(conn, only);
+    }
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    for chunk in chunks {
+        insert_chunk(&mut tx, chunk)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The messages stored for `userid`, oldest first.
+pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<OfflineMessage>, DbError> {
+    Ok(conn.exec_map(
+        "SELECT id, message FROM offlinemessage WHERE userid = ? ORDER BY id",
+        (userid,),
+        |(id, message)| OfflineMessage { id, userid, message },
+    )?)
+}
+
+/// Deletes the messages of `userid` with id up to `max_id` (those a login
+/// delivered), keeping any stored since; returns how many went.
+pub fn delete_up_to(conn: &mut impl Queryable, userid: i32, max_id: i64) -> Result<u64, DbError> {
+    let done = conn.exec_iter("DELETE FROM offlinemessage WHERE userid = ? AND id <= ?", (userid, max_id))?;
+    Ok(done.affected_rows())
+}
+
+/// One multi-row insert.
+fn insert_chunk(conn: &mut impl Queryable, rows: &[(i32, &str)]) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO offlinemessage (userid, message) VALUES {}",
+        vec![format!("({})", placeholders(2)); rows.len()].join(",")
+    );
+    let mut params = Vec::with_capacity(rows.len() * 2);
+    for &(userid, message) in rows {
+        params.push(Value::from(userid));
+        params.push(Value::from(message));
+    }
+    conn.exec_drop(sql, params)?;
+    Ok(())
+}
+
+/// Splits `rows` into runs small enough for one statement each.
+fn chunks<'r, 'm>(rows: &'r [(i32, &'m str)]) -> Vec<&'r [(i32, &'m str)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, message)) in rows.iter().enumerate() {
+        let full = i - start == CHUNK_ROWS || bytes + message.len() > CHUNK_BYTES;
+        if full && i > start {
+            out.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += message.len();
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_rows_and_bytes() {
+        assert!(chunks(&[]).is_empty());
+        let small: Vec<(i32, &str)> = (0..450).map(|i| (i, "hi")).collect();
+        let sizes: Vec<usize> = chunks(&small).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [200, 200, 50]);
+        let big = "x".repeat(CHUNK_BYTES / 2 + 1);
+        let large = [(1, big.as_str()), (2, big.as_str()), (3, "a")];
+        let sizes: Vec<usize> = chunks(&large).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1, 2]);
+    }
+}

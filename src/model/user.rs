@@ -1,0 +1,105 @@
+//! Table `user`: accounts and the cluster-wide online flag.
+
+use std::fmt;
+
+use mysql::Value;
+use mysql::prelude::Queryable;
+
+use super::{duplicate_is, inserted_id, placeholders, unknown_enum};
+use crate::db::DbError;
+
+/// Ids per `UPDATE ... IN (...)`, well under any placeholder limit.
+const CHUNK: usize = 500;
+
+/// Whether a user is logged in somewhere in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Online,
+    Offline,
+}
+
+impl State {
+    /// The column (and wire) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Online => "online",
+            State::Offline => "offline",
+        }
+    }
+
+    /// The inverse of [`State::as_str`].
+    pub fn parse(s: &str) -> Option<State> {
+        match s {
+            "online" => Some(State::Online),
+            "offline" => Some(State::Offline),
+            _ => None,
+        }
+    }
+
+    /// Reads the `state` ENUM column.
+    pub(crate) fn from_column(value: String) -> Result<State, DbError> {
+        State::parse(&value).ok_or_else(|| unknown_enum(value))
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row of `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i32,
+    pub name: String,
+    /// The argon2id PHC string, never the password itself.
+    pub password: String,
+    pub state: State,
+}
+
+/// Registers a user (offline); `None` when the name is taken.
+pub fn insert(conn: &mut impl Queryable, name: &str, password_hash: &str) -> Result<Option<i32>, DbError> {
+    let result = conn.exec_iter("INSERT INTO user (name, password) VALUES (?, ?)", (name, password_hash));
+    match result {
+        Ok(done) => inserted_id(done.last_insert_id()).map(Some),
+        Err(err) => duplicate_is(err, None),
+    }
+}
+
+/// The user with this id, if any.
+pub fn find(conn: &mut impl Queryable, id: i32) -> Result<Option<User>, DbError> {
+    let row: Option<(i32, String, String, String)> =
+        conn.exec_first("SELECT id, name, password, state FROM user WHERE id = ?", (id,))?;
+    row.map(|(id, name, password, state)| Ok(User { id, name, password, state: State::from_column(state)? }))
+        .transpose()
+}
+
+/// Marks the user online only if they were offline, in one atomic statement:
+/// `true` means this login won; `false` means they are already logged in
+/// somewhere in the cluster (or do not exist).
+pub fn set_online_if_offline(conn: &mut impl Queryable, id: i32) -> Result<bool, DbError> {
+    let done = conn.exec_iter("UPDATE user SET state = 'online' WHERE id = ? AND state = 'offline'", (id,))?;
+    Ok(done.affected_rows() == 1)
+}
+
+/// Marks the user offline (logout, closed connection, dead peer).
+pub fn set_offline(conn: &mut impl Queryable, id: i32) -> Result<(), DbError> {
+    conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (id,))?;
+    Ok(())
+}
+
+/// Marks many users offline (a server that died, a server shutting down);
+/// returns how many were online.
+pub fn set_offline_many(conn: &mut impl Queryable, ids: &[i32]) -> Result<u64, DbError> {
+    let mut changed = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE user SET state = 'offline' WHERE state = 'online' AND id IN ({})",
+            placeholders(chunk.len())
+        );
+        let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        changed += conn.exec_iter(sql, params)?.affected_rows();
+    }
+    Ok(changed)
+}

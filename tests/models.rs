@@ -1,0 +1,354 @@
+//! Every model function against a fresh real database per test.
+
+#[path = "support/db.rs"]
+mod db_support;
+
+use chatserver::model::{
+    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message,
+    user,
+};
+use db_support::TestDb;
+use mysql::Conn;
+use mysql::prelude::Queryable;
+
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+/// Registers users named as given; returns their ids.
+fn users(conn: &mut Conn, names: &[&str]) -> Vec<i32> {
+    names
+        .iter()
+        .map(|name| user::insert(conn, name, HASH).unwrap().unwrap())
+        .collect()
+}
+
+#[test]
+fn user_insert_find_and_duplicate_name() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let id = user::insert(&mut conn, "zhang san", HASH).unwrap().unwrap();
+    assert!(id > 0);
+    assert_eq!(
+        user::insert(&mut conn, "zhang san", "$argon2id$other").unwrap(),
+        None
+    );
+    // utf8mb4_bin: case matters, so this is a different name.
+    let other = user::insert(&mut conn, "Zhang San", HASH).unwrap().unwrap();
+    assert_ne!(other, id);
+
+    let found = user::find(&mut conn, id).unwrap().unwrap();
+    assert_eq!(
+        found,
+        user::User {
+            id,
+            name: "zhang san".to_owned(),
+            password: HASH.to_owned(),
+            state: State::Offline,
+        }
+    );
+    assert_eq!(user::find(&mut conn, id + 1000).unwrap(), None);
+}
+
+#[test]
+fn online_guard_is_won_once() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else {
+        panic!()
+    };
+    assert!(user::set_online_if_offline(&mut conn, a).unwrap());
+    assert!(!user::set_online_if_offline(&mut conn, a).unwrap());
+    assert_eq!(
+        user::find(&mut conn, a).unwrap().unwrap().state,
+        State::Online
+    );
+    assert!(!user::set_online_if_offline(&mut conn, 999_999).unwrap());
+
+    user::set_offline(&mut conn, a).unwrap();
+    assert_eq!(
+        user::find(&mut conn, a).unwrap().unwrap().state,
+        State::Offline
+    );
+    assert!(user::set_online_if_offline(&mut conn, a).unwrap());
+
+    assert!(user::set_online_if_offline(&mut conn, b).unwrap());
+    assert_eq!(
+        user::set_offline_many(&mut conn, &[a, b, 999_999]).unwrap(),
+        2
+    );
+    assert_eq!(user::set_offline_many(&mut conn, &[]).unwrap(), 0);
+    for id in [a, b] {
+        assert_eq!(
+            user::find(&mut conn, id).unwrap().unwrap().state,
+            State::Offline
+        );
+    }
+}
+
+#[test]
+fn set_offline_many_spans_chunks() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let names: Vec<String> = (0..1200).map(|i| format!("u{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ids = users(&mut conn, &names);
+    conn.query_drop("UPDATE user SET state = 'online'").unwrap();
+    assert_eq!(user::set_offline_many(&mut conn, &ids).unwrap(), 1200);
+    let online: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM user WHERE state = 'online'")
+        .unwrap();
+    assert_eq!(online, Some(0));
+}
+
+#[test]
+fn state_and_role_spellings() {
+    for state in [State::Online, State::Offline] {
+        assert_eq!(State::parse(state.as_str()), Some(state));
+    }
+    for role in [Role::Creator, Role::Normal] {
+        assert_eq!(Role::parse(role.as_str()), Some(role));
+    }
+    assert_eq!(State::Online.to_string(), "online");
+    assert_eq!(Role::Creator.to_string(), "creator");
+    assert_eq!(State::parse("Online"), None);
+}
+
+#[test]
+fn friends_are_one_way_listed_by_id_and_added_once() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
+        panic!()
+    };
+    user::set_online_if_offline(&mut conn, b).unwrap();
+
+    assert!(friend::add(&mut conn, a, c).unwrap());
+    assert!(friend::add(&mut conn, a, b).unwrap());
+    assert!(!friend::add(&mut conn, a, b).unwrap());
+    assert_eq!(
+        friend::list(&mut conn, a).unwrap(),
+        [
+            Friend {
+                id: b,
+                name: "b".into(),
+                state: State::Online
+            },
+            Friend {
+                id: c,
+                name: "c".into(),
+                state: State::Offline
+            },
+        ]
+    );
+    // One-way: b did not add a.
+    assert!(friend::list(&mut conn, b).unwrap().is_empty());
+    assert_eq!(friend::added_by(&mut conn, b).unwrap(), [a]);
+    assert!(friend::add(&mut conn, c, b).unwrap());
+    assert_eq!(friend::added_by(&mut conn, b).unwrap(), [a, c]);
+}
+
+#[test]
+fn groups_create_join_and_list_with_members() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
+        panic!()
+    };
+
+    let g1 = group::create(&mut conn, "rust", "crabs", b)
+        .unwrap()
+        .unwrap();
+    assert_eq!(group::create(&mut conn, "rust", "again", a).unwrap(), None);
+    // The failed create left no member row behind.
+    assert_eq!(group_user::member_ids(&mut conn, g1).unwrap(), [b]);
+    let g2 = group::create(&mut conn, "go", "", c).unwrap().unwrap();
+    let _g3 = group::create(&mut conn, "other", "not a's", c)
+        .unwrap()
+        .unwrap();
+    assert!(g2 > g1);
+
+    assert!(group::exists(&mut conn, g1).unwrap());
+    assert!(!group::exists(&mut conn, g2 + 1000).unwrap());
+
+    assert!(group_user::add(&mut conn, g1, a, Role::Normal).unwrap());
+    assert!(!group_user::add(&mut conn, g1, a, Role::Normal).unwrap());
+    assert!(group_user::add(&mut conn, g2, a, Role::Normal).unwrap());
+    assert!(group_user::add(&mut conn, g1, c, Role::Normal).unwrap());
+    assert!(group_user::is_member(&mut conn, g1, a).unwrap());
+    assert!(!group_user::is_member(&mut conn, g2, b).unwrap());
+    assert_eq!(group_user::member_ids(&mut conn, g1).unwrap(), [a, b, c]);
+
+    user::set_online_if_offline(&mut conn, c).unwrap();
+    let member = |id, name: &str, state, role| GroupMember {
+        id,
+        name: name.to_owned(),
+        state,
+        role,
+    };
+    let groups = group::list_for_user(&mut conn, a).unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        (
+            groups[0].id,
+            groups[0].name.as_str(),
+            groups[0].desc.as_str()
+        ),
+        (g1, "rust", "crabs")
+    );
+    assert_eq!(
+        groups[0].users,
+        [
+            member(a, "a", State::Offline, Role::Normal),
+            member(b, "b", State::Offline, Role::Creator),
+            member(c, "c", State::Online, Role::Normal),
+        ]
+    );
+    assert_eq!(
+        (
+            groups[1].id,
+            groups[1].name.as_str(),
+            groups[1].desc.as_str()
+        ),
+        (g2, "go", "")
+    );
+    assert_eq!(
+        groups[1].users,
+        [
+            member(a, "a", State::Offline, Role::Normal),
+            member(c, "c", State::Online, Role::Creator),
+        ]
+    );
+    assert!(group::list_for_user(&mut conn, 999_999).unwrap().is_empty());
+}
+
+#[test]
+fn offline_messages_keep_order_and_delete_up_to() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else {
+        panic!()
+    };
+    let m1 = offline_message::insert(&mut conn, a, "first").unwrap();
+    let other = offline_message::insert(&mut conn, b, "for b").unwrap();
+    let m2 = offline_message::insert(&mut conn, a, "second").unwrap();
+    let m3 = offline_message::insert(&mut conn, a, "third").unwrap();
+    assert!(m1 < other && other < m2 && m2 < m3);
+
+    let msg = |id, message: &str| OfflineMessage {
+        id,
+        userid: a,
+        message: message.to_owned(),
+    };
+    assert_eq!(
+        offline_message::list(&mut conn, a).unwrap(),
+        [msg(m1, "first"), msg(m2, "second"), msg(m3, "third")]
+    );
+
+    // A login delivered up to m2; m3 arrived meanwhile and must stay.
+    assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 2);
+    assert_eq!(
+        offline_message::list(&mut conn, a).unwrap(),
+        [msg(m3, "third")]
+    );
+    assert_eq!(offline_message::list(&mut conn, b).unwrap().len(), 1);
+    assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 0);
+    assert!(
+        offline_message::list(&mut conn, 999_999)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn offline_insert_many_stores_each_row_in_order() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
+        panic!()
+    };
+    offline_message::insert_many(&mut conn, &[]).unwrap();
+    offline_message::insert_many(&mut conn, &[(b, "g1"), (c, "g1"), (b, "g2")]).unwrap();
+    let texts = |conn: &mut Conn, id| -> Vec<String> {
+        offline_message::list(conn, id)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.message)
+            .collect()
+    };
+    assert_eq!(texts(&mut conn, b), ["g1", "g2"]);
+    assert_eq!(texts(&mut conn, c), ["g1"]);
+    assert!(texts(&mut conn, a).is_empty());
+
+    // Many rows and large messages: several statements in one transaction.
+    let big = "m".repeat(300 * 1024);
+    let mut rows: Vec<(i32, &str)> = (0..450).map(|_| (a, "small")).collect();
+    rows.extend((0..8).map(|_| (c, big.as_str())));
+    offline_message::insert_many(&mut conn, &rows).unwrap();
+    assert_eq!(texts(&mut conn, a).len(), 450);
+    let stored = texts(&mut conn, c);
+    assert_eq!(stored.len(), 9);
+    assert!(stored[1..].iter().all(|m| *m == big));
+}
+
+#[test]
+fn hostile_strings_round_trip_byte_for_byte() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let hostile = "emoji 😀🎉👨‍👩‍👧 中文消息 «quotes» \"double\" 'single' back\\slash \\' \
+                   '; DROP TABLE user; -- %_ \u{0} tab\tnew\nline {\"json\":\"x\"}";
+    let name = "名字😀'\\\"; --";
+
+    let id = user::insert(&mut conn, name, HASH).unwrap().unwrap();
+    assert_eq!(user::find(&mut conn, id).unwrap().unwrap().name, name);
+    assert_eq!(user::insert(&mut conn, name, HASH).unwrap(), None);
+
+    let mid = offline_message::insert(&mut conn, id, hostile).unwrap();
+    offline_message::insert_many(&mut conn, &[(id, hostile), (id, name)]).unwrap();
+    let stored = offline_message::list(&mut conn, id).unwrap();
+    assert_eq!(
+        stored[0],
+        OfflineMessage {
+            id: mid,
+            userid: id,
+            message: hostile.to_owned()
+        }
+    );
+    assert_eq!(stored[0].message.as_bytes(), hostile.as_bytes());
+    assert_eq!(stored[1].message, hostile);
+    assert_eq!(stored[2].message, name);
+
+    let g = group::create(&mut conn, name, hostile, id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(group::create(&mut conn, name, "", id).unwrap(), None);
+    let groups = group::list_for_user(&mut conn, id).unwrap();
+    assert_eq!((groups[0].id, groups[0].name.as_str()), (g, name));
+    assert_eq!(groups[0].desc, hostile);
+    assert_eq!(groups[0].users[0].name, name);
+
+    // Every table is still there.
+    let tables: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?",
+            (&db.name,),
+        )
+        .unwrap();
+    assert_eq!(tables, Some(5));
+}
+
+#[test]
+fn models_work_inside_a_caller_transaction_and_on_a_pooled_conn() {
+    let db = TestDb::fresh();
+    let pool = chatserver::db::Pool::new(&db.url, 2, std::time::Duration::from_secs(5)).unwrap();
+    let mut pooled = pool.get().unwrap();
+    let id = pooled.run(|c| user::insert(c, "p", HASH)).unwrap().unwrap();
+    {
+        let mut tx = pooled.start_transaction(mysql::TxOpts::default()).unwrap();
+        offline_message::insert(&mut tx, id, "rolled back").unwrap();
+        // Dropped without commit.
+    }
+    assert!(offline_message::list(&mut *pooled, id).unwrap().is_empty());
+    let mut tx = pooled.start_transaction(mysql::TxOpts::default()).unwrap();
+    offline_message::insert(&mut tx, id, "kept").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(offline_message::list(&mut *pooled, id).unwrap().len(), 1);
+}
