@@ -69,3 +69,21 @@ CREATE TABLE IF NOT EXISTS offlinemessage (
     PRIMARY KEY (id),
     KEY userid_id (userid, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Cluster presence. Each running ChatServer has a row here and refreshes its
+-- heartbeat every few seconds; a server whose heartbeat is stale is dead
+-- (even after kill -9), and its users count as offline.
+CREATE TABLE IF NOT EXISTS server (
+    id VARCHAR(100) NOT NULL,
+    heartbeat DATETIME(3) NOT NULL,
+    PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Which server each logged-in user is on. A login may replace a row whose
+-- server is dead; a live one means "this account is using".
+CREATE TABLE IF NOT EXISTS online (
+    userid INT NOT NULL,
+    server VARCHAR(100) NOT NULL,
+    PRIMARY KEY (userid),
+    KEY server (server)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -8,6 +8,7 @@
 //! - [`db`]: the fixed-size MySQL connection pool.
 
 pub mod client;
+pub mod bus;
 pub mod config;
 pub mod db;
 pub mod model;

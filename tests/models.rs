@@ -4,10 +4,11 @@
 mod db_support;
 
 use chatserver::model::{
-    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message,
-    user,
+    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message, online, server, user,
 };
 use db_support::TestDb;
+use std::time::Duration;
+
 use mysql::Conn;
 use mysql::prelude::Queryable;
 
@@ -15,10 +16,7 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 
 /// Registers users named as given; returns their ids.
 fn users(conn: &mut Conn, names: &[&str]) -> Vec<i32> {
-    names
-        .iter()
-        .map(|name| user::insert(conn, name, HASH).unwrap().unwrap())
-        .collect()
+    names.iter().map(|name| user::insert(conn, name, HASH).unwrap().unwrap()).collect()
 }
 
 #[test]
@@ -27,10 +25,7 @@ fn user_insert_find_and_duplicate_name() {
     let mut conn = db.conn();
     let id = user::insert(&mut conn, "zhang san", HASH).unwrap().unwrap();
     assert!(id > 0);
-    assert_eq!(
-        user::insert(&mut conn, "zhang san", "$argon2id$other").unwrap(),
-        None
-    );
+    assert_eq!(user::insert(&mut conn, "zhang san", "$argon2id$other").unwrap(), None);
     // utf8mb4_bin: case matters, so this is a different name.
     let other = user::insert(&mut conn, "Zhang San", HASH).unwrap().unwrap();
     assert_ne!(other, id);
@@ -38,65 +33,54 @@ fn user_insert_find_and_duplicate_name() {
     let found = user::find(&mut conn, id).unwrap().unwrap();
     assert_eq!(
         found,
-        user::User {
-            id,
-            name: "zhang san".to_owned(),
-            password: HASH.to_owned(),
-            state: State::Offline,
-        }
+        user::User { id, name: "zhang san".to_owned(), password: HASH.to_owned(), state: State::Offline }
     );
     assert_eq!(user::find(&mut conn, id + 1000).unwrap(), None);
 }
 
 #[test]
-fn online_guard_is_won_once() {
+fn online_claim_is_won_once_while_the_holder_lives() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let [a, b] = users(&mut conn, &["a", "b"])[..] else {
-        panic!()
-    };
-    assert!(user::set_online_if_offline(&mut conn, a).unwrap());
-    assert!(!user::set_online_if_offline(&mut conn, a).unwrap());
-    assert_eq!(
-        user::find(&mut conn, a).unwrap().unwrap().state,
-        State::Online
-    );
-    assert!(!user::set_online_if_offline(&mut conn, 999_999).unwrap());
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let alive = Duration::from_secs(9);
+    server::beat(&mut conn, "s1").unwrap();
+    server::beat(&mut conn, "s2").unwrap();
 
-    user::set_offline(&mut conn, a).unwrap();
-    assert_eq!(
-        user::find(&mut conn, a).unwrap().unwrap().state,
-        State::Offline
-    );
-    assert!(user::set_online_if_offline(&mut conn, a).unwrap());
+    assert!(online::claim(&mut conn, a, "s1", alive).unwrap());
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
+    assert!(!online::claim(&mut conn, a, "s2", alive).unwrap());
+    assert_eq!(online::of_server(&mut conn, "s1").unwrap(), vec![a]);
 
-    assert!(user::set_online_if_offline(&mut conn, b).unwrap());
-    assert_eq!(
-        user::set_offline_many(&mut conn, &[a, b, 999_999]).unwrap(),
-        2
-    );
-    assert_eq!(user::set_offline_many(&mut conn, &[]).unwrap(), 0);
+    // Releasing by another server changes nothing; by the holder it frees.
+    online::release(&mut conn, a, "s2").unwrap();
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
+    online::release(&mut conn, a, "s1").unwrap();
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Offline);
+    assert!(online::claim(&mut conn, a, "s2", alive).unwrap());
+
+    // A holder whose heartbeat is stale is dead: its users can be claimed.
+    assert!(online::claim(&mut conn, b, "s1", alive).unwrap());
+    conn.query_drop("UPDATE server SET heartbeat = NOW(3) - INTERVAL 60 SECOND WHERE id = 's1'").unwrap();
+    assert_eq!(server::dead(&mut conn, alive).unwrap(), vec!["s1".to_string()]);
+    assert!(online::claim(&mut conn, b, "s2", alive).unwrap());
+
+    assert_eq!(online::release_server(&mut conn, "s2").unwrap().len(), 2);
     for id in [a, b] {
-        assert_eq!(
-            user::find(&mut conn, id).unwrap().unwrap().state,
-            State::Offline
-        );
+        assert_eq!(user::find(&mut conn, id).unwrap().unwrap().state, State::Offline);
     }
+    server::remove(&mut conn, "s1").unwrap();
+    assert!(server::dead(&mut conn, alive).unwrap().is_empty());
 }
 
 #[test]
-fn set_offline_many_spans_chunks() {
+fn lock_returns_the_existing_ids() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let names: Vec<String> = (0..1200).map(|i| format!("u{i}")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let ids = users(&mut conn, &names);
-    conn.query_drop("UPDATE user SET state = 'online'").unwrap();
-    assert_eq!(user::set_offline_many(&mut conn, &ids).unwrap(), 1200);
-    let online: Option<i64> = conn
-        .query_first("SELECT COUNT(*) FROM user WHERE state = 'online'")
-        .unwrap();
-    assert_eq!(online, Some(0));
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+    assert_eq!(user::lock(&mut tx, &[b, 999_999, a, b]).unwrap(), vec![a, b]);
+    tx.commit().unwrap();
 }
 
 #[test]
@@ -116,10 +100,8 @@ fn state_and_role_spellings() {
 fn friends_are_one_way_listed_by_id_and_added_once() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
-        panic!()
-    };
-    user::set_online_if_offline(&mut conn, b).unwrap();
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else { panic!() };
+    conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (b,)).unwrap();
 
     assert!(friend::add(&mut conn, a, c).unwrap());
     assert!(friend::add(&mut conn, a, b).unwrap());
@@ -127,16 +109,8 @@ fn friends_are_one_way_listed_by_id_and_added_once() {
     assert_eq!(
         friend::list(&mut conn, a).unwrap(),
         [
-            Friend {
-                id: b,
-                name: "b".into(),
-                state: State::Online
-            },
-            Friend {
-                id: c,
-                name: "c".into(),
-                state: State::Offline
-            },
+            Friend { id: b, name: "b".into(), state: State::Online },
+            Friend { id: c, name: "c".into(), state: State::Offline },
         ]
     );
     // One-way: b did not add a.
@@ -150,20 +124,14 @@ fn friends_are_one_way_listed_by_id_and_added_once() {
 fn groups_create_join_and_list_with_members() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
-        panic!()
-    };
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else { panic!() };
 
-    let g1 = group::create(&mut conn, "rust", "crabs", b)
-        .unwrap()
-        .unwrap();
+    let g1 = group::create(&mut conn, "rust", "crabs", b).unwrap().unwrap();
     assert_eq!(group::create(&mut conn, "rust", "again", a).unwrap(), None);
     // The failed create left no member row behind.
     assert_eq!(group_user::member_ids(&mut conn, g1).unwrap(), [b]);
     let g2 = group::create(&mut conn, "go", "", c).unwrap().unwrap();
-    let _g3 = group::create(&mut conn, "other", "not a's", c)
-        .unwrap()
-        .unwrap();
+    let _g3 = group::create(&mut conn, "other", "not a's", c).unwrap().unwrap();
     assert!(g2 > g1);
 
     assert!(group::exists(&mut conn, g1).unwrap());
@@ -177,23 +145,11 @@ fn groups_create_join_and_list_with_members() {
     assert!(!group_user::is_member(&mut conn, g2, b).unwrap());
     assert_eq!(group_user::member_ids(&mut conn, g1).unwrap(), [a, b, c]);
 
-    user::set_online_if_offline(&mut conn, c).unwrap();
-    let member = |id, name: &str, state, role| GroupMember {
-        id,
-        name: name.to_owned(),
-        state,
-        role,
-    };
+    conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (c,)).unwrap();
+    let member = |id, name: &str, state, role| GroupMember { id, name: name.to_owned(), state, role };
     let groups = group::list_for_user(&mut conn, a).unwrap();
     assert_eq!(groups.len(), 2);
-    assert_eq!(
-        (
-            groups[0].id,
-            groups[0].name.as_str(),
-            groups[0].desc.as_str()
-        ),
-        (g1, "rust", "crabs")
-    );
+    assert_eq!((groups[0].id, groups[0].name.as_str(), groups[0].desc.as_str()), (g1, "rust", "crabs"));
     assert_eq!(
         groups[0].users,
         [
@@ -202,20 +158,10 @@ fn groups_create_join_and_list_with_members() {
             member(c, "c", State::Online, Role::Normal),
         ]
     );
-    assert_eq!(
-        (
-            groups[1].id,
-            groups[1].name.as_str(),
-            groups[1].desc.as_str()
-        ),
-        (g2, "go", "")
-    );
+    assert_eq!((groups[1].id, groups[1].name.as_str(), groups[1].desc.as_str()), (g2, "go", ""));
     assert_eq!(
         groups[1].users,
-        [
-            member(a, "a", State::Offline, Role::Normal),
-            member(c, "c", State::Online, Role::Creator),
-        ]
+        [member(a, "a", State::Offline, Role::Normal), member(c, "c", State::Online, Role::Creator),]
     );
     assert!(group::list_for_user(&mut conn, 999_999).unwrap().is_empty());
 }
@@ -224,55 +170,33 @@ fn groups_create_join_and_list_with_members() {
 fn offline_messages_keep_order_and_delete_up_to() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let [a, b] = users(&mut conn, &["a", "b"])[..] else {
-        panic!()
-    };
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
     let m1 = offline_message::insert(&mut conn, a, "first").unwrap();
     let other = offline_message::insert(&mut conn, b, "for b").unwrap();
     let m2 = offline_message::insert(&mut conn, a, "second").unwrap();
     let m3 = offline_message::insert(&mut conn, a, "third").unwrap();
     assert!(m1 < other && other < m2 && m2 < m3);
 
-    let msg = |id, message: &str| OfflineMessage {
-        id,
-        userid: a,
-        message: message.to_owned(),
-    };
-    assert_eq!(
-        offline_message::list(&mut conn, a).unwrap(),
-        [msg(m1, "first"), msg(m2, "second"), msg(m3, "third")]
-    );
+    let msg = |id, message: &str| OfflineMessage { id, userid: a, message: message.to_owned() };
+    assert_eq!(offline_message::list(&mut conn, a).unwrap(), [msg(m1, "first"), msg(m2, "second"), msg(m3, "third")]);
 
     // A login delivered up to m2; m3 arrived meanwhile and must stay.
     assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 2);
-    assert_eq!(
-        offline_message::list(&mut conn, a).unwrap(),
-        [msg(m3, "third")]
-    );
+    assert_eq!(offline_message::list(&mut conn, a).unwrap(), [msg(m3, "third")]);
     assert_eq!(offline_message::list(&mut conn, b).unwrap().len(), 1);
     assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 0);
-    assert!(
-        offline_message::list(&mut conn, 999_999)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(offline_message::list(&mut conn, 999_999).unwrap().is_empty());
 }
 
 #[test]
 fn offline_insert_many_stores_each_row_in_order() {
     let db = TestDb::fresh();
     let mut conn = db.conn();
-    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else {
-        panic!()
-    };
+    let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else { panic!() };
     offline_message::insert_many(&mut conn, &[]).unwrap();
     offline_message::insert_many(&mut conn, &[(b, "g1"), (c, "g1"), (b, "g2")]).unwrap();
     let texts = |conn: &mut Conn, id| -> Vec<String> {
-        offline_message::list(conn, id)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.message)
-            .collect()
+        offline_message::list(conn, id).unwrap().into_iter().map(|m| m.message).collect()
     };
     assert_eq!(texts(&mut conn, b), ["g1", "g2"]);
     assert_eq!(texts(&mut conn, c), ["g1"]);
@@ -304,21 +228,12 @@ fn hostile_strings_round_trip_byte_for_byte() {
     let mid = offline_message::insert(&mut conn, id, hostile).unwrap();
     offline_message::insert_many(&mut conn, &[(id, hostile), (id, name)]).unwrap();
     let stored = offline_message::list(&mut conn, id).unwrap();
-    assert_eq!(
-        stored[0],
-        OfflineMessage {
-            id: mid,
-            userid: id,
-            message: hostile.to_owned()
-        }
-    );
+    assert_eq!(stored[0], OfflineMessage { id: mid, userid: id, message: hostile.to_owned() });
     assert_eq!(stored[0].message.as_bytes(), hostile.as_bytes());
     assert_eq!(stored[1].message, hostile);
     assert_eq!(stored[2].message, name);
 
-    let g = group::create(&mut conn, name, hostile, id)
-        .unwrap()
-        .unwrap();
+    let g = group::create(&mut conn, name, hostile, id).unwrap().unwrap();
     assert_eq!(group::create(&mut conn, name, "", id).unwrap(), None);
     let groups = group::list_for_user(&mut conn, id).unwrap();
     assert_eq!((groups[0].id, groups[0].name.as_str()), (g, name));
@@ -326,12 +241,8 @@ fn hostile_strings_round_trip_byte_for_byte() {
     assert_eq!(groups[0].users[0].name, name);
 
     // Every table is still there.
-    let tables: Option<i64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?",
-            (&db.name,),
-        )
-        .unwrap();
+    let tables: Option<i64> =
+        conn.exec_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?", (&db.name,)).unwrap();
     assert_eq!(tables, Some(5));
 }
 

@@ -3,12 +3,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatserver::config::{ServerConfig, USAGE};
 use chatserver::db::{Pool, schema};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
-use chatserver::service::{ChatService, Ctx, Jobs};
+use chatserver::bus::Bus;
+use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Parts, router};
 
 /// How long a request waits for a MySQL connection before answering 500.
 const DB_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,14 +39,27 @@ fn run(config: ServerConfig) -> Result<(), String> {
     }
     let mysql_hint = "start MariaDB (./autobuild.sh up) or set CHAT_MYSQL_URL";
     schema::prepare(&config.mysql_url).map_err(|e| format!("{e}; {mysql_hint}"))?;
-    let pool =
-        Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let namespace = schema::database_name(&config.mysql_url).map_err(|e| e.to_string())?;
+    let pool = Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT)
+        .map_err(|e| format!("{e}; {mysql_hint}"))?;
     let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let bus = Bus::new(&config.redis_url, &namespace).map_err(|e| e.to_string())?;
 
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
     let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
-    let service = Arc::new(ChatService::new(Ctx::new(pool, remote.clone(), jobs, config.limits)));
+    let ctx = Ctx::new(Parts {
+        db: pool,
+        server_id: server_id(addr),
+        bus: bus.clone(),
+        remote: remote.clone(),
+        jobs,
+        limits: config.limits,
+    });
+    let on_bus = Arc::clone(&ctx);
+    bus.start(Box::new(move |user, frame| router::receive(&on_bus, user, frame))).map_err(|e| e.to_string())?;
+    let heartbeat = Heartbeat::start(Arc::clone(&ctx)).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let service = Arc::new(ChatService::new(Arc::clone(&ctx)));
 
     let stop = StopHandle::new().map_err(|e| e.to_string())?;
     let on_signal = stop.clone();
@@ -54,8 +69,16 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string())?;
 
-    service.ctx().jobs.shutdown();
-    let marked = service.mark_all_offline();
+    heartbeat.stop();
+    ctx.jobs.shutdown();
+    bus.stop();
+    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"))?;
     println!("ChatServer stopped; {marked} users marked offline");
     Ok(())
+}
+
+/// A name unique to this process in the cluster's tables.
+fn server_id(addr: SocketAddr) -> String {
+    let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    format!("{addr}/{}/{started}", std::process::id())
 }

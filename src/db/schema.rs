@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn schema_splits_into_the_five_tables() {
         let statements = statements(SCHEMA);
-        assert_eq!(statements.len(), 5);
+        assert_eq!(statements.len(), 7);
         for (statement, table) in statements.iter().zip(["user", "friend", "allgroup", "groupuser", "offlinemessage"]) {
             let head = format!("CREATE TABLE IF NOT EXISTS {table} (");
             assert!(statement.starts_with(&head), "{statement}");

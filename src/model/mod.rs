@@ -9,6 +9,8 @@ pub mod friend;
 pub mod group;
 pub mod group_user;
 pub mod offline_message;
+pub mod online;
+pub mod server;
 pub mod user;
 
 pub use friend::Friend;

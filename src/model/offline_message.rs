@@ -1,7 +1,7 @@
 //! Table `offlinemessage`: messages kept for users who were offline.
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, TxOpts, Value};
+use mysql::Value;
 
 use super::{inserted_id, placeholders};
 use crate::db::DbError;
@@ -28,18 +28,12 @@ pub fn insert(conn: &mut impl Queryable, userid: i32, message: &str) -> Result<i
 }
 
 /// Stores many `(userid, message)` rows (a group message for its offline
-/// members): all of them or none, in the order given.
-pub fn insert_many(conn: &mut Conn, rows: &[(i32, &str)]) -> Result<(), DbError> {
-    let chunks = chunks(rows);
-    if let [only] = chunks.as_slice() {
-        // One statement is atomic by itself.
-        return insert_chunk(conn, only);
+/// members) in the order given, a few statements at most. Run it in a
+/// transaction to store all of them or none.
+pub fn insert_many(conn: &mut impl Queryable, rows: &[(i32, &str)]) -> Result<(), DbError> {
+    for chunk in chunks(rows) {
+        insert_chunk(conn, chunk)?;
     }
-    let mut tx = conn.start_transaction(TxOpts::default())?;
-    for chunk in chunks {
-        insert_chunk(&mut tx, chunk)?;
-    }
-    tx.commit()?;
     Ok(())
 }
 

@@ -75,31 +75,19 @@ pub fn find(conn: &mut impl Queryable, id: i32) -> Result<Option<User>, DbError>
         .transpose()
 }
 
-/// Marks the user online only if they were offline, in one atomic statement:
-/// `true` means this login won; `false` means they are already logged in
-/// somewhere in the cluster (or do not exist).
-pub fn set_online_if_offline(conn: &mut impl Queryable, id: i32) -> Result<bool, DbError> {
-    let done = conn.exec_iter("UPDATE user SET state = 'online' WHERE id = ? AND state = 'offline'", (id,))?;
-    Ok(done.affected_rows() == 1)
-}
-
-/// Marks the user offline (logout, closed connection, dead peer).
-pub fn set_offline(conn: &mut impl Queryable, id: i32) -> Result<(), DbError> {
-    conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (id,))?;
-    Ok(())
-}
-
-/// Marks many users offline (a server that died, a server shutting down);
-/// returns how many were online.
-pub fn set_offline_many(conn: &mut impl Queryable, ids: &[i32]) -> Result<u64, DbError> {
-    let mut changed = 0;
-    for chunk in ids.chunks(CHUNK) {
-        let sql = format!(
-            "UPDATE user SET state = 'offline' WHERE state = 'online' AND id IN ({})",
-            placeholders(chunk.len())
-        );
+/// Locks the rows of `ids` until the caller's transaction ends, in id order
+/// (so two lockers never wait on each other); returns the ids that exist.
+/// This is the cluster-wide lock that orders "store a message for an offline
+/// user" against "log in and read the stored messages".
+pub fn lock(conn: &mut impl Queryable, ids: &[i32]) -> Result<Vec<i32>, DbError> {
+    let mut found = Vec::with_capacity(ids.len());
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for chunk in sorted.chunks(CHUNK) {
+        let sql = format!("SELECT id FROM user WHERE id IN ({}) ORDER BY id FOR UPDATE", placeholders(chunk.len()));
         let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
-        changed += conn.exec_iter(sql, params)?.affected_rows();
+        found.extend(conn.exec::<i32, _, _>(sql, params)?);
     }
-    Ok(changed)
+    Ok(found)
 }

@@ -10,12 +10,14 @@ use std::time::Instant;
 
 use super::cmd::{self, Caller, Outcome, SessionChange};
 use super::context::Ctx;
+use super::error::ServiceError;
+use super::heartbeat;
 use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::router;
 use super::session::{Leftover, Session};
-use crate::model::{offline_message, user};
+use crate::model::offline_message;
 use crate::net::{CloseReason, ConnId, Handler, Outbox};
 
 /// Requests one connection may have waiting behind a running job; past it
@@ -123,20 +125,10 @@ impl ChatService {
         });
     }
 
-    /// Marks every user still logged in here offline, in one statement; for
-    /// shutdown, after the loops and the jobs have stopped.
-    pub fn mark_all_offline(&self) -> usize {
-        let users = self.ctx.registry.users();
-        if users.is_empty() {
-            return 0;
-        }
-        match self.ctx.db.run(|c| user::set_offline_many(c, &users)) {
-            Ok(_) => users.len(),
-            Err(e) => {
-                eprintln!("could not mark {} users offline: {e}", users.len());
-                0
-            }
-        }
+    /// Marks exactly this server's users offline and removes the server
+    /// from the cluster; for shutdown, after the loops and jobs stopped.
+    pub fn mark_all_offline(&self) -> Result<usize, ServiceError> {
+        Ok(heartbeat::release_server(&self.ctx, &self.ctx.server_id)?.len())
     }
 }
 

@@ -1,29 +1,38 @@
-//! What every handler works with: storage, the online users and the way to
-//! reach their connections.
+//! What every handler works with: storage, the online users, the cluster
+//! bus and the way to reach connections.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::jobs::Jobs;
 use super::limits::{Limits, LoginThrottle};
-use super::locks::UserLocks;
 use super::message::Message;
 use super::password;
 use super::registry::Registry;
 use super::session::Leftover;
+use crate::bus::Bus;
 use crate::db::Pool;
 use crate::net::{ConnId, Remote};
+
+/// How often a server records that it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(3);
+/// A server silent this long is dead and its users offline: well inside the
+/// 15 s the spec allows, with the sweep that notices it every heartbeat.
+pub const ALIVE: Duration = Duration::from_secs(9);
 
 /// Shared state of the chat service.
 pub struct Ctx {
     /// MySQL connections.
     pub db: Pool,
+    /// This server's name in the `server` and `online` tables.
+    pub server_id: String,
     /// Users logged in on this server.
     pub registry: Registry,
-    /// Orders offline storage against logins, per user.
-    pub locks: UserLocks,
+    /// Reaches users on the other servers.
+    pub bus: Bus,
     /// Reaches connections on any worker loop.
     pub remote: Remote<Message>,
     /// Threads for blocking work.
@@ -40,16 +49,27 @@ pub struct Ctx {
     pub dummy_hash: String,
 }
 
+/// The parts a [`Ctx`] is made of.
+pub struct Parts {
+    pub db: Pool,
+    pub server_id: String,
+    pub bus: Bus,
+    pub remote: Remote<Message>,
+    pub jobs: Jobs,
+    pub limits: Limits,
+}
+
 impl Ctx {
-    pub fn new(db: Pool, remote: Remote<Message>, jobs: Jobs, limits: Limits) -> Arc<Ctx> {
+    pub fn new(parts: Parts) -> Arc<Ctx> {
         Arc::new(Ctx {
-            db,
+            db: parts.db,
+            server_id: parts.server_id,
             registry: Registry::default(),
-            locks: UserLocks::default(),
-            remote,
-            jobs,
+            bus: parts.bus,
+            remote: parts.remote,
+            jobs: parts.jobs,
             leftovers: Mutex::new(HashMap::new()),
-            limits,
+            limits: parts.limits,
             throttle: LoginThrottle::default(),
             dummy_hash: password::hash("no such user").unwrap_or_default(),
         })

@@ -1,42 +1,61 @@
-//! Getting a frame to a user: live to their connection if they are online
-//! here, else into the offline store.
+//! Getting a frame to a user: live if they are online on this server, over
+//! the bus if they are online on another, else into the offline store.
+
+use std::sync::Arc;
+
+use mysql::TxOpts;
 
 use super::context::Ctx;
 use super::error::ServiceError;
 use super::message::{Delivery, Message};
-use crate::model::offline_message;
+use crate::model::{offline_message, user};
 
-/// Sends each delivery live or stores it. Stores first, in one statement,
-/// so that a storage failure refuses the message to everyone (the caller
-/// answers 500) rather than delivering it to some.
+/// Sends each delivery live or stores it; an error means nothing of the
+/// unsent part was stored (the caller answers 500).
 pub fn route(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
-    let (live, offline): (Vec<Delivery>, Vec<Delivery>) =
-        deliveries.into_iter().partition(|d| !d.keep || ctx.registry.get(d.to).is_some());
-    let mut live = live;
-    if !offline.is_empty() {
-        let ids: Vec<i32> = offline.iter().map(|d| d.to).collect();
-        // Under the receivers' locks, a user is either still offline (and
-        // will read this at login) or has logged in (and gets it live).
-        let _guards = ctx.locks.lock_many(&ids);
-        let (now_online, store): (Vec<Delivery>, Vec<Delivery>) =
-            offline.into_iter().partition(|d| ctx.registry.get(d.to).is_some());
-        if !store.is_empty() {
-            let rows: Vec<(i32, &str)> = store.iter().map(|d| (d.to, &*d.payload)).collect();
-            ctx.db.run(|c| offline_message::insert_many(c, &rows))?;
-        }
-        live.extend(now_online);
+    let remote = send_where_online(ctx, deliveries);
+    if remote.is_empty() {
+        return Ok(());
     }
-    for delivery in live {
-        send_live(ctx, delivery);
+    store(ctx, remote)
+}
+
+/// Delivers to users online here or on another server; returns the rest
+/// that must be kept.
+fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    let elsewhere: Vec<Delivery> = deliveries.into_iter().filter(|d| !send_live(ctx, d)).collect();
+    if elsewhere.is_empty() {
+        return elsewhere;
     }
+    let frames: Vec<String> = elsewhere.iter().map(bus_frame).collect();
+    let messages: Vec<(i32, &str)> = elsewhere.iter().zip(&frames).map(|(d, f)| (d.to, f.as_str())).collect();
+    let taken = ctx.bus.publish(&messages);
+    elsewhere.into_iter().zip(taken).filter(|(d, taken)| d.keep && !taken).map(|(d, _)| d).collect()
+}
+
+/// Stores deliveries for users found offline. The receivers' rows are
+/// locked first, and whether they are online is asked again under the lock:
+/// a login takes the same lock around "go online, read the store", so a
+/// message is either read by that login or delivered live after it.
+fn store(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+    let ids: Vec<i32> = deliveries.iter().map(|d| d.to).collect();
+    ctx.db.run(|conn| {
+        let mut tx = conn.start_transaction(TxOpts::default())?;
+        user::lock(&mut tx, &ids)?;
+        let left = send_where_online(ctx, deliveries);
+        let rows: Vec<(i32, &str)> = left.iter().map(|d| (d.to, &*d.payload)).collect();
+        offline_message::insert_many(&mut tx, &rows)?;
+        tx.commit()?;
+        Ok(())
+    })?;
     Ok(())
 }
 
-/// Hands a delivery to the receiver's connection, if they are online.
-pub fn send_live(ctx: &Ctx, delivery: Delivery) -> bool {
+/// Hands a delivery to the receiver's connection if they are online here.
+pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> bool {
     match ctx.registry.get(delivery.to) {
         Some(conn) => {
-            ctx.remote.send(conn, Message::Deliver(delivery));
+            ctx.remote.send(conn, Message::Deliver(delivery.clone()));
             true
         }
         None => false,
@@ -44,15 +63,57 @@ pub fn send_live(ctx: &Ctx, delivery: Delivery) -> bool {
 }
 
 /// A delivery that missed its connection (the user logged out meanwhile):
-/// try again on a job thread, storing it if it must be kept.
-pub fn reroute(ctx: &std::sync::Arc<Ctx>, delivery: Delivery) {
+/// route it again on a job thread.
+pub fn reroute(ctx: &Arc<Ctx>, delivery: Delivery) {
     if !delivery.keep {
         return;
     }
-    let ctx2 = std::sync::Arc::clone(ctx);
+    let job_ctx = Arc::clone(ctx);
     ctx.jobs.spawn(move || {
-        if let Err(e) = route(&ctx2, vec![delivery]) {
+        if let Err(e) = route(&job_ctx, vec![delivery]) {
             eprintln!("a message for an offline user could not be stored: {e}");
         }
     });
+}
+
+/// A delivery as it travels over the bus: one byte saying whether it must
+/// be kept if its receiver is gone, then the frame.
+fn bus_frame(delivery: &Delivery) -> String {
+    let flag = if delivery.keep { 'k' } else { 'p' };
+    format!("{flag}{}", delivery.payload)
+}
+
+/// A delivery that came over the bus for `to`; None if it is not ours.
+pub fn from_bus(to: i32, frame: &str) -> Option<Delivery> {
+    let keep = match frame.as_bytes().first()? {
+        b'k' => true,
+        b'p' => false,
+        _ => return None,
+    };
+    Some(Delivery { to, payload: frame[1..].into(), keep })
+}
+
+/// Delivers a message another server published for a user of this one.
+pub fn receive(ctx: &Arc<Ctx>, to: i32, frame: &str) {
+    if let Some(delivery) = from_bus(to, frame)
+        && !send_live(ctx, &delivery)
+    {
+        reroute(ctx, delivery);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_frames_carry_the_keep_flag() {
+        let d = Delivery { to: 3, payload: "{\"msgid\":6}".into(), keep: true };
+        let back = from_bus(3, &bus_frame(&d)).unwrap();
+        assert_eq!((back.to, &*back.payload, back.keep), (3, "{\"msgid\":6}", true));
+        let p = Delivery { keep: false, ..d };
+        assert!(!from_bus(3, &bus_frame(&p)).unwrap().keep);
+        assert!(from_bus(3, "x{}").is_none());
+        assert!(from_bus(3, "").is_none());
+    }
 }

@@ -7,8 +7,10 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::{Caller, Outcome, SessionChange};
-use crate::model::{Friend, Group, OfflineMessage, friend, group, offline_message, user};
-use crate::service::context::Ctx;
+use mysql::TxOpts;
+
+use crate::model::{Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
+use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
 use crate::service::message::Delivery;
 use crate::service::protocol::{self, Errno, msgid};
@@ -41,32 +43,62 @@ pub fn apply(ctx: &Ctx, caller: &Caller, id: i32, password: &str) -> Result<Outc
     ctx.throttle.succeeded(id);
     let me = User { id, name: Arc::from(found.name.as_str()) };
 
-    let guard = ctx.locks.lock(id);
-    let mut conn = ctx.db.get()?;
-    if !conn.run(|c| user::set_online_if_offline(c, id))? {
+    let Some(Loaded { friends, groups, offline, followers }) = go_online(ctx, caller, id)? else {
         return refuse(Errno::InUse, Errno::InUse.text());
-    }
-    let loaded = conn.run(|c| Ok((friend::list(c, id)?, group::list_for_user(c, id)?, offline_message::list(c, id)?)));
-    let (friends, groups, offline) = match loaded {
-        Ok(lists) => lists,
-        Err(e) => {
-            // Not logged in after all: undo the online mark.
-            let _ = conn.run(|c| user::set_offline(c, id));
-            return Err(e.into());
-        }
     };
-    let followers = conn.run(|c| friend::added_by(c, id)).unwrap_or_default();
-    drop(conn);
     let ack = login_ack(&me, &friends, &groups, &offline);
-    ctx.registry.insert(id, caller.conn);
-    drop(guard);
-
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
     let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
     router::route(ctx, presence.collect())?;
 
     let offline_upto = offline.last().map(|m| m.id);
     Ok(Outcome { replies: vec![ack], change: Some(SessionChange::LoggedIn { user: me, offline_upto }) })
+}
+
+/// What a login hands back.
+struct Loaded {
+    friends: Vec<Friend>,
+    groups: Vec<Group>,
+    offline: Vec<OfflineMessage>,
+    /// Users who have this one as a friend, told of the login.
+    followers: Vec<i32>,
+}
+
+/// Claims the user for this server and reads what the LOGIN_ACK carries;
+/// None when they are logged in on a live server already.
+///
+/// Under the user's row lock, in order: claim, become reachable (registry
+/// here, bus channel elsewhere), then read the stored messages. A sender
+/// storing a message takes the same lock and asks again whether the user is
+/// reachable, so each message is either in this read or delivered live;
+/// live ones wait in the session until the LOGIN_ACK is out.
+fn go_online(ctx: &Ctx, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
+    let mut reachable = false;
+    let result = ctx.db.run(|conn| {
+        let mut tx = conn.start_transaction(TxOpts::default())?;
+        user::lock(&mut tx, &[id])?;
+        if !online::claim(&mut tx, id, &ctx.server_id, ALIVE)? {
+            return Ok(None);
+        }
+        ctx.registry.insert(id, caller.conn);
+        reachable = true;
+        // With Redis down the user is reachable here only; senders on other
+        // servers store for them, which the login then reads or the next does.
+        ctx.bus.subscribe(id);
+        let loaded = Loaded {
+            friends: friend::list(&mut tx, id)?,
+            groups: group::list_for_user(&mut tx, id)?,
+            offline: offline_message::list(&mut tx, id)?,
+            followers: friend::added_by(&mut tx, id)?,
+        };
+        tx.commit()?;
+        Ok(Some(loaded))
+    });
+    if result.is_err() && reachable {
+        ctx.registry.remove(id, caller.conn);
+        ctx.bus.unsubscribe(id);
+    }
+    Ok(result?)
 }
 
 /// The LOGIN_ACK in the original's shape: list elements are JSON strings.

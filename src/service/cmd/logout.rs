@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::{Outcome, SessionChange};
-use crate::model::{friend, offline_message, user};
+use mysql::TxOpts;
+
+use crate::model::{friend, offline_message, online, user};
 use crate::net::ConnId;
 use crate::service::context::Ctx;
 use crate::service::error::ServiceError;
@@ -19,25 +21,28 @@ pub fn apply(ctx: &Ctx, me: &User, conn: ConnId) -> Result<Outcome, ServiceError
 
 /// Marks `me` offline (if still logged in on `conn`) and tells the users
 /// who have `me` as a friend. `unsent` (messages for `me` that the
-/// connection never wrote out) is stored in the same step, ahead of
-/// anything sent to `me` afterwards.
+/// connection never wrote out) is stored in the same step, under the user's
+/// row lock, ahead of anything sent to `me` afterwards.
 pub fn go_offline(ctx: &Ctx, me: &User, conn: ConnId, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
-    let followers = {
-        let guard = ctx.locks.lock(me.id);
-        if !ctx.registry.remove(me.id, conn) {
-            drop(guard);
-            return router::route(ctx, unsent);
-        }
+    if ctx.registry.get(me.id) != Some(conn) {
+        return router::route(ctx, unsent);
+    }
+    let followers = ctx.db.run(|c| {
+        let mut tx = c.start_transaction(TxOpts::default())?;
+        user::lock(&mut tx, &[me.id])?;
+        ctx.registry.remove(me.id, conn);
+        ctx.bus.unsubscribe(me.id);
         let rows: Vec<(i32, &str)> = unsent.iter().map(|d| (me.id, &*d.payload)).collect();
-        ctx.db.run(|c| {
-            if !rows.is_empty() {
-                offline_message::insert_many(c, &rows)?;
-            }
-            user::set_offline(c, me.id)?;
-            friend::added_by(c, me.id)
-        })?
-    };
+        offline_message::insert_many(&mut tx, &rows)?;
+        online::release(&mut tx, me.id, &ctx.server_id)?;
+        let followers = friend::added_by(&mut tx, me.id)?;
+        tx.commit()?;
+        Ok(followers)
+    });
+    // Storage down: the user is gone from here all the same; the heartbeat
+    // releases their `online` row once MySQL is back.
+    ctx.registry.remove(me.id, conn);
     let payload: Arc<str> = protocol::presence(me.id, &me.name, false).into();
-    let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
+    let presence = followers?.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
     router::route(ctx, presence.collect())
 }

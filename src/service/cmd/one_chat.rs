@@ -18,7 +18,7 @@ fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
 /// The fast path, run on the event loop: when the receiver is online here
 /// nothing needs storage. False when the job path must take over.
 pub fn try_live(ctx: &Ctx, me: &User, toid: i32, msg: &str) -> bool {
-    ctx.registry.get(toid).is_some() && router::send_live(ctx, delivery(me, toid, msg))
+    ctx.registry.get(toid).is_some() && router::send_live(ctx, &delivery(me, toid, msg))
 }
 
 pub fn apply(ctx: &Ctx, me: &User, toid: i32, msg: &str) -> Result<Outcome, ServiceError> {

@@ -1,0 +1,95 @@
+//! The heartbeat: keeps this server's row fresh, releases the users of dead
+//! servers, and repairs this server's own `online` rows.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+
+use mysql::TxOpts;
+
+use super::context::{ALIVE, Ctx, HEARTBEAT};
+use crate::db::DbError;
+use crate::model::{online, server};
+
+/// The running heartbeat thread.
+pub struct Heartbeat {
+    /// Dropping or sending on it ends the thread.
+    stop: Sender<()>,
+    /// Joined on stop.
+    thread: JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// Beats once now (so this server counts as alive before it accepts
+    /// anyone), then every [`HEARTBEAT`] on a thread of its own.
+    pub fn start(ctx: Arc<Ctx>) -> Result<Heartbeat, DbError> {
+        beat(&ctx)?;
+        let (stop, stopped) = channel();
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || run(&ctx, &stopped))
+            .map_err(|e| DbError::Unavailable(format!("cannot start the heartbeat thread: {e}")))?;
+        Ok(Heartbeat { stop, thread })
+    }
+
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn run(ctx: &Ctx, stopped: &Receiver<()>) {
+    let mut failing = false;
+    loop {
+        match stopped.recv_timeout(HEARTBEAT) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        match beat(ctx).and_then(|()| reap(ctx)).and_then(|()| repair(ctx)) {
+            Ok(()) if failing => {
+                failing = false;
+                eprintln!("ChatServer: MySQL is back; heartbeat resumed");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                eprintln!("ChatServer: heartbeat failed ({e}); retrying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn beat(ctx: &Ctx) -> Result<(), DbError> {
+    ctx.db.run(|c| server::beat(c, &ctx.server_id))
+}
+
+/// Releases the users of servers whose heartbeat stopped (crashed, killed).
+fn reap(ctx: &Ctx) -> Result<(), DbError> {
+    for dead in ctx.db.run(|c| server::dead(c, ALIVE))? {
+        let users = release_server(ctx, &dead)?;
+        eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
+    }
+    Ok(())
+}
+
+/// Releases this server's `online` rows whose user is no longer logged in
+/// here (a logout that met a MySQL outage).
+fn repair(ctx: &Ctx) -> Result<(), DbError> {
+    let held = ctx.db.run(|c| online::of_server(c, &ctx.server_id))?;
+    for user in held.into_iter().filter(|&u| ctx.registry.get(u).is_none()) {
+        ctx.db.run(|c| online::release(c, user, &ctx.server_id))?;
+    }
+    Ok(())
+}
+
+/// Marks every user `server` holds offline and forgets the server.
+pub fn release_server(ctx: &Ctx, server_id: &str) -> Result<Vec<i32>, DbError> {
+    ctx.db.run(|c| {
+        let mut tx = c.start_transaction(TxOpts::default())?;
+        let users = online::release_server(&mut tx, server_id)?;
+        server::remove(&mut tx, server_id)?;
+        tx.commit()?;
+        Ok(users)
+    })
+}
