@@ -1,15 +1,15 @@
 //! `ChatServer IP PORT [--threads N] ...`: the chat server (SPEC §1).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chatserver::bus::Bus;
 use chatserver::config::{ServerConfig, USAGE};
 use chatserver::db::{Pool, schema};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
-use chatserver::bus::Bus;
 use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Parts, router};
 
 /// How long a request waits for a MySQL connection before answering 500.
@@ -40,8 +40,8 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let mysql_hint = "start MariaDB (./autobuild.sh up) or set CHAT_MYSQL_URL";
     schema::prepare(&config.mysql_url).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let namespace = schema::database_name(&config.mysql_url).map_err(|e| e.to_string())?;
-    let pool = Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT)
-        .map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let pool =
+        Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let bus = Bus::new(&config.redis_url, &namespace).map_err(|e| e.to_string())?;

@@ -1,7 +1,7 @@
 //! Table `offlinemessage`: messages kept for users who were offline.
 
-use mysql::prelude::Queryable;
 use mysql::Value;
+use mysql::prelude::Queryable;
 
 use super::{inserted_id, placeholders};
 use crate::db::DbError;

@@ -1,0 +1,277 @@
+//! ChatBench's command line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage: ChatBench MODE [options]
+       ChatBench relay-server [IP:]PORT [--threads N]
+
+modes (each run against the raw relay and the ChatServer, figures side by side):
+  pingpong  --pairs K (100) [--msg-bytes N (32)]   one ONE_CHAT in flight per pair, bounced
+  flood     --pairs K (10) --inflight W (16)       W in flight per sender; loss, order, duplicates
+  fanout    --group-size G (50) --senders N (4) [--inflight W (1)]   GROUP_CHAT to G-1 members
+  login     --users N (64) --conc C (8) [--during-pingpong K]   LOGIN/LOGOUT cycles
+  idle      --conns N (1000)                       logged-in idle connections; RSS per connection
+
+options:
+  --addr HOST:PORT       the ChatServer to measure (leave out to run the relay alone)
+  --addr2 HOST:PORT      a second ChatServer: the far side of each pair (half a group) connects there
+  --relay spawn|none|HOST:PORT   the raw relay baseline (default spawn: a `ChatBench relay-server` child)
+  --relay-threads N      worker loops of a spawned relay (default 2; match the server's --threads)
+  --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port)
+  --relay-pid P          pid of a relay given by address (default: found by port)
+  --secs S (5)  --warmup S (1)  --rounds R (1, alternating relay and server)
+  --threads T            load-generator threads (default 1)
+  --setup-conc C         parallel registrations and logins during setup (default 16)
+  --users-file FILE      reuse the ChatServer users listed in FILE (one id a line, password benchpw,
+                         same database only); users it lacks are registered and appended
+  --json                 also print the results as one JSON line
+
+The ChatServer's flood control (200 messages/s per connection) must be raised for
+throughput runs: start it with --rate 1000000.";
+
+/// The workload to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    PingPong,
+    Flood,
+    Fanout,
+    Login,
+    Idle,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::PingPong => "pingpong",
+            Mode::Flood => "flood",
+            Mode::Fanout => "fanout",
+            Mode::Login => "login",
+            Mode::Idle => "idle",
+        }
+    }
+}
+
+/// Where the relay baseline comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayChoice {
+    Spawn,
+    None,
+    At(SocketAddr),
+}
+
+/// A bench run's settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    pub addr: Option<SocketAddr>,
+    pub addr2: Option<SocketAddr>,
+    pub relay: RelayChoice,
+    pub relay_threads: usize,
+    pub server_pids: Vec<u32>,
+    pub relay_pid: Option<u32>,
+    pub secs: f64,
+    pub warmup: f64,
+    pub rounds: usize,
+    pub threads: usize,
+    pub setup_conc: usize,
+    pub users_file: Option<PathBuf>,
+    pub json: bool,
+    pub pairs: usize,
+    pub msg_bytes: usize,
+    pub inflight: usize,
+    pub group_size: usize,
+    pub senders: usize,
+    pub users: usize,
+    pub conc: usize,
+    pub during_pingpong: usize,
+    pub conns: usize,
+}
+
+/// What the command line asks for.
+pub enum Command {
+    Bench(Box<Options>),
+    Relay { addr: SocketAddr, threads: usize, die_with_parent: bool },
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: Option<&str>) -> Result<T, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    value.parse().map_err(|_| format!("{flag}: '{value}' is not a valid number"))
+}
+
+fn address(flag: &str, value: Option<&str>) -> Result<SocketAddr, String> {
+    let value = value.ok_or_else(|| format!("{flag} needs HOST:PORT"))?;
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("{flag}: '{value}' is not HOST:PORT"))
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut iter = args.iter().map(String::as_str);
+    let mode = match iter.next() {
+        Some("relay-server") => return parse_relay(iter),
+        Some("pingpong") => Mode::PingPong,
+        Some("flood") => Mode::Flood,
+        Some("fanout") => Mode::Fanout,
+        Some("login") => Mode::Login,
+        Some("idle") => Mode::Idle,
+        Some("-h" | "--help" | "help") | None => return Err(String::new()),
+        Some(other) => return Err(format!("unknown mode '{other}'")),
+    };
+    let flood = mode == Mode::Flood;
+    let mut o = Options {
+        mode,
+        addr: None,
+        addr2: None,
+        relay: RelayChoice::Spawn,
+        relay_threads: 2,
+        server_pids: Vec::new(),
+        relay_pid: None,
+        secs: 5.0,
+        warmup: 1.0,
+        rounds: 1,
+        threads: 1,
+        setup_conc: 16,
+        users_file: None,
+        json: false,
+        pairs: if flood { 10 } else { 100 },
+        msg_bytes: 32,
+        inflight: if flood { 16 } else { 1 },
+        group_size: 50,
+        senders: 4,
+        users: 64,
+        conc: 8,
+        during_pingpong: 0,
+        conns: 1000,
+    };
+    while let Some(flag) = iter.next() {
+        match flag {
+            "--addr" => o.addr = Some(address(flag, iter.next())?),
+            "--addr2" => o.addr2 = Some(address(flag, iter.next())?),
+            "--relay" => {
+                o.relay = match iter.next() {
+                    Some("spawn") => RelayChoice::Spawn,
+                    Some("none") => RelayChoice::None,
+                    other => RelayChoice::At(address(flag, other)?),
+                }
+            }
+            "--relay-threads" => o.relay_threads = number(flag, iter.next())?,
+            "--server-pid" => o.server_pids.push(number(flag, iter.next())?),
+            "--relay-pid" => o.relay_pid = Some(number(flag, iter.next())?),
+            "--secs" => o.secs = number(flag, iter.next())?,
+            "--warmup" => o.warmup = number(flag, iter.next())?,
+            "--rounds" => o.rounds = number(flag, iter.next())?,
+            "--threads" => o.threads = number(flag, iter.next())?,
+            "--setup-conc" => o.setup_conc = number(flag, iter.next())?,
+            "--users-file" => o.users_file = Some(PathBuf::from(iter.next().ok_or("--users-file needs a path")?)),
+            "--json" => o.json = true,
+            "--pairs" => o.pairs = number(flag, iter.next())?,
+            "--msg-bytes" => o.msg_bytes = number(flag, iter.next())?,
+            "--inflight" => o.inflight = number(flag, iter.next())?,
+            "--group-size" => o.group_size = number(flag, iter.next())?,
+            "--senders" => o.senders = number(flag, iter.next())?,
+            "--users" => o.users = number(flag, iter.next())?,
+            "--conc" => o.conc = number(flag, iter.next())?,
+            "--during-pingpong" => o.during_pingpong = number(flag, iter.next())?,
+            "--conns" => o.conns = number(flag, iter.next())?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    check(&o)?;
+    Ok(Command::Bench(Box::new(o)))
+}
+
+fn check(o: &Options) -> Result<(), String> {
+    if o.addr.is_none() && o.relay == RelayChoice::None {
+        return Err("nothing to measure: give --addr, or leave the relay on".into());
+    }
+    if o.addr2.is_some() && o.addr.is_none() {
+        return Err("--addr2 needs --addr".into());
+    }
+    if !(o.secs > 0.0 && o.secs <= 86_400.0) || !(0.0..=3600.0).contains(&o.warmup) {
+        return Err("--secs must be above 0 and --warmup 0 or more (seconds)".into());
+    }
+    let positive = [
+        ("--rounds", o.rounds),
+        ("--threads", o.threads),
+        ("--setup-conc", o.setup_conc),
+        ("--relay-threads", o.relay_threads),
+        ("--pairs", o.pairs),
+        ("--inflight", o.inflight),
+        ("--senders", o.senders),
+        ("--users", o.users),
+        ("--conc", o.conc),
+        ("--conns", o.conns),
+    ];
+    if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{flag} must be at least 1"));
+    }
+    if o.group_size < 2 || o.senders > o.group_size {
+        return Err("--group-size must be at least 2 and at least --senders".into());
+    }
+    if o.users < o.conc {
+        return Err("login needs --users at least --conc (each connection cycles its own users)".into());
+    }
+    if o.msg_bytes > 60_000 {
+        return Err("--msg-bytes must stay under the server's 64 KiB frame limit".into());
+    }
+    Ok(())
+}
+
+fn parse_relay<'a>(mut iter: impl Iterator<Item = &'a str>) -> Result<Command, String> {
+    let mut addr = None;
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut die_with_parent = false;
+    while let Some(arg) = iter.next() {
+        match arg {
+            "--threads" => threads = number(arg, iter.next())?,
+            "--die-with-parent" => die_with_parent = true,
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            value if addr.is_none() => {
+                addr = Some(match value.parse::<u16>() {
+                    Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+                    Err(_) => address("relay-server", Some(value))?,
+                })
+            }
+            extra => return Err(format!("unexpected argument '{extra}'")),
+        }
+    }
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    let addr = addr.ok_or("relay-server needs a PORT or IP:PORT")?;
+    Ok(Command::Relay { addr, threads, die_with_parent })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Command, String> {
+        parse(&line.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn modes_take_their_defaults_and_flags() {
+        let Ok(Command::Bench(o)) = parse_str("flood --addr 127.0.0.1:6000 --secs 2 --json") else { panic!() };
+        assert_eq!((o.mode, o.pairs, o.inflight, o.secs, o.json), (Mode::Flood, 10, 16, 2.0, true));
+        let Ok(Command::Bench(o)) = parse_str("pingpong --relay none --addr 127.0.0.1:1") else { panic!() };
+        assert_eq!((o.pairs, o.relay), (100, RelayChoice::None));
+        let Ok(Command::Relay { addr, threads, .. }) = parse_str("relay-server 7000 --threads 3") else { panic!() };
+        assert_eq!((addr.port(), threads), (7000, 3));
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let err = |line: &str| parse_str(line).err().unwrap_or_default();
+        assert!(err("warp").contains("unknown mode"));
+        assert!(err("pingpong --pairs 0").contains("--pairs"));
+        assert!(err("pingpong --bogus").contains("unknown option"));
+        assert!(err("pingpong --relay none").contains("nothing to measure"));
+        assert!(err("login --users 2 --conc 4").contains("--users"));
+    }
+}

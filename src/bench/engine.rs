@@ -1,0 +1,234 @@
+//! The load generator's event loop: non-blocking sockets on one epoll set
+//! (edge-triggered, through the reactor's own syscall wrappers), frames cut
+//! at NUL, and a [`Workload`] that reacts to each frame by queueing more.
+//!
+//! Output is only queued while frames are handled and written once per
+//! wake-up, so a burst of replies to one connection costs one `send`.
+//! Several engines can run on threads of their own, each owning a disjoint
+//! share of the connections.
+
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::net::sys::{self, Epoll};
+
+/// Set by Ctrl-C: every engine ends its run at the next wake-up.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How long one `epoll_wait` may sleep: the resolution of phase changes.
+const TICK: Duration = Duration::from_millis(2);
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What drives the traffic. All calls come from the engine's thread.
+pub trait Workload {
+    /// Called once before the first wait: queue the first messages.
+    fn start(&mut self, io: &mut Io, now: Instant);
+    /// One complete frame arrived on connection `conn`.
+    fn frame(&mut self, io: &mut Io, conn: usize, frame: &[u8], now: Instant);
+    /// Called after every wake-up; false ends the run.
+    fn tick(&mut self, io: &mut Io, now: Instant) -> bool;
+}
+
+/// One connection of the bench.
+struct Conn {
+    /// None once closed.
+    fd: Option<OwnedFd>,
+    /// Queued output; `out[sent..]` is not written yet.
+    out: Vec<u8>,
+    sent: usize,
+    /// An unfinished frame from earlier reads.
+    partial: Vec<u8>,
+    /// Already listed in `Io::dirty`.
+    dirty: bool,
+}
+
+/// The connections of one engine, addressed by index.
+pub struct Io {
+    epoll: Epoll,
+    conns: Vec<Conn>,
+    /// Connections with output queued since the last flush.
+    dirty: Vec<usize>,
+    /// Connections the peer closed, or that failed.
+    closed: usize,
+}
+
+impl Io {
+    /// Takes over `streams` (index = position), made non-blocking with
+    /// `TCP_NODELAY` set.
+    pub fn new(streams: Vec<TcpStream>) -> Result<Io, String> {
+        let epoll = Epoll::new().map_err(|e| format!("epoll_create: {e}"))?;
+        let mut conns = Vec::with_capacity(streams.len());
+        for (index, stream) in streams.into_iter().enumerate() {
+            stream.set_nonblocking(true).map_err(|e| format!("set_nonblocking: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+            let fd = OwnedFd::from(stream);
+            epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, index as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
+            conns.push(Conn { fd: Some(fd), out: Vec::new(), sent: 0, partial: Vec::new(), dirty: false });
+        }
+        Ok(Io { epoll, conns, dirty: Vec::new(), closed: 0 })
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Connections lost during the run.
+    pub fn closed(&self) -> usize {
+        self.closed
+    }
+
+    /// Queues whatever `write` appends (whole, NUL-terminated frames) on
+    /// connection `conn`; written at the end of this wake-up.
+    pub fn send(&mut self, conn: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let Some(c) = self.conns.get_mut(conn) else { return };
+        if c.fd.is_none() {
+            return;
+        }
+        write(&mut c.out);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    fn close(&mut self, conn: usize) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.fd.take().is_some()
+        {
+            self.closed += 1;
+        }
+    }
+
+    /// Writes every connection's queued output as far as the socket takes
+    /// it; the rest waits for the next `EPOLLOUT` edge.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &conn in &dirty {
+            let c = &mut self.conns[conn];
+            c.dirty = false;
+            let Some(fd) = c.fd.as_ref() else { continue };
+            let mut failed = false;
+            while c.sent < c.out.len() {
+                match sys::write(fd.as_fd(), &c.out[c.sent..]) {
+                    Ok(n) => c.sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if c.sent == c.out.len() {
+                c.out.clear();
+                c.sent = 0;
+            }
+            if failed {
+                self.close(conn);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Reads what `conn` has and hands each frame to `work`.
+    fn read(&mut self, conn: usize, scratch: &mut [u8], work: &mut impl Workload) {
+        loop {
+            let Some(fd) = self.conns[conn].fd.as_ref() else { return };
+            let n = match sys::read(fd.as_fd(), scratch) {
+                Ok(0) => return self.close(conn),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => return self.close(conn),
+            };
+            let now = Instant::now();
+            let mut data = &scratch[..n];
+            if !self.conns[conn].partial.is_empty() {
+                let Some(end) = data.iter().position(|&b| b == 0) else {
+                    self.conns[conn].partial.extend_from_slice(data);
+                    if n < scratch.len() {
+                        return;
+                    }
+                    continue;
+                };
+                let mut whole = std::mem::take(&mut self.conns[conn].partial);
+                whole.extend_from_slice(&data[..end]);
+                work.frame(self, conn, &whole, now);
+                whole.clear();
+                self.conns[conn].partial = whole;
+                data = &data[end + 1..];
+            }
+            while let Some(end) = data.iter().position(|&b| b == 0) {
+                if end > 0 {
+                    work.frame(self, conn, &data[..end], now);
+                }
+                data = &data[end + 1..];
+            }
+            self.conns[conn].partial.extend_from_slice(data);
+            // A short read emptied the socket (edge-triggered: no need to
+            // see EAGAIN to know it).
+            if n < scratch.len() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `work` over `io` until its `tick` says stop (or Ctrl-C).
+pub fn drive(io: &mut Io, work: &mut impl Workload) {
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut scratch = vec![0u8; READ_CHUNK];
+    work.start(io, Instant::now());
+    io.flush();
+    loop {
+        let n = match io.epoll.wait(&mut events, TICK.as_millis() as i32) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("ChatBench: epoll_wait failed: {e}");
+                return;
+            }
+        };
+        for ev in &events[..n] {
+            let (conn, flags) = (ev.u64 as usize, ev.events);
+            if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
+                io.read(conn, &mut scratch, work);
+            }
+            if flags & libc::EPOLLOUT as u32 != 0
+                && let Some(c) = io.conns.get_mut(conn)
+                && c.sent < c.out.len()
+                && !c.dirty
+            {
+                c.dirty = true;
+                io.dirty.push(conn);
+            }
+        }
+        let go_on = work.tick(io, Instant::now()) && !INTERRUPTED.load(Ordering::Relaxed);
+        io.flush();
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// Runs one engine per `(Io, Workload)` share, each on its own thread, and
+/// gives the workloads back (in order) with the connections lost per share.
+pub fn drive_all<W: Workload + Send>(shares: Vec<(Io, W)>) -> Result<Vec<(W, usize)>, String> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|(mut io, mut work)| {
+                scope.spawn(move || {
+                    drive(&mut io, &mut work);
+                    (work, io.closed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().map_err(|_| "a load thread panicked".to_string())).collect()
+    })
+}

@@ -1,0 +1,195 @@
+//! The raw relay: the floor of cost on this machine. It is the project's
+//! own reactor (`net::Server` and a `net::Handler`) with everything the chat
+//! service adds taken away: no JSON parsing (a byte scan finds `msgid`,
+//! `toid`, `groupid`), no database, no Redis, no rate limit. A ONE_CHAT is
+//! forwarded to `toid`'s connection as received; a GROUP_CHAT to every other
+//! member of the group. "Login" binds the id to the connection; REG,
+//! CREATE_GROUP and ADD_GROUP hand out ids from counters.
+//!
+//! It routes the way the service does (a sharded id -> connection map, then
+//! `Remote::send` to the receiver's loop), so the gap between the two is what
+//! JSON, timestamps, sessions and storage cost, not a different design.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use parking_lot::RwLock;
+
+use super::wire::{self, msgid};
+use crate::net::{CloseReason, ConnId, Handler, NetConfig, Outbox, Remote, Server, StopHandle};
+
+/// Shards of the id -> connection map, as in the service's registry.
+const SHARDS: usize = 64;
+
+/// A relay connection's state.
+pub struct RelaySession {
+    conn: ConnId,
+    /// The id bound by LOGIN.
+    user: Option<i32>,
+}
+
+/// The relay handler.
+pub struct Relay {
+    /// id -> connection, sharded by id.
+    users: Vec<RwLock<HashMap<i32, ConnId>>>,
+    /// group id -> member ids.
+    groups: RwLock<HashMap<i32, Vec<i32>>>,
+    next_user: AtomicI32,
+    next_group: AtomicI32,
+    remote: Remote<Arc<[u8]>>,
+}
+
+impl Relay {
+    pub fn new(remote: Remote<Arc<[u8]>>) -> Relay {
+        Relay {
+            users: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            groups: RwLock::new(HashMap::new()),
+            next_user: AtomicI32::new(1),
+            next_group: AtomicI32::new(1),
+            remote,
+        }
+    }
+
+    fn shard(&self, id: i32) -> &RwLock<HashMap<i32, ConnId>> {
+        &self.users[id.unsigned_abs() as usize % SHARDS]
+    }
+
+    fn lookup(&self, id: i32) -> Option<ConnId> {
+        self.shard(id).read().get(&id).copied()
+    }
+
+    fn login(&self, session: &mut RelaySession, frame: &[u8], out: &mut Outbox<'_>) {
+        let id = wire::int_field(frame, wire::ID).and_then(|id| i32::try_from(id).ok());
+        let Some(id) = id.filter(|_| session.user.is_none()) else {
+            return out.send(br#"{"msgid":2,"errno":1,"errmsg":"id or password is invalid!"}"#);
+        };
+        let mut shard = self.shard(id).write();
+        if shard.contains_key(&id) {
+            return out.send(br#"{"msgid":2,"errno":2,"errmsg":"this account is using, input another!"}"#);
+        }
+        shard.insert(id, session.conn);
+        drop(shard);
+        session.user = Some(id);
+        out.send(format!(r#"{{"msgid":2,"errno":0,"id":{id},"name":"relay"}}"#).as_bytes());
+    }
+
+    fn logout(&self, session: &mut RelaySession) {
+        if let Some(id) = session.user.take() {
+            let mut shard = self.shard(id).write();
+            if shard.get(&id) == Some(&session.conn) {
+                shard.remove(&id);
+            }
+        }
+    }
+
+    fn one_chat(&self, frame: &[u8], out: &mut Outbox<'_>) {
+        let to = wire::int_field(frame, wire::TOID).and_then(|id| i32::try_from(id).ok());
+        match to.and_then(|to| self.lookup(to)) {
+            Some(conn) => self.remote.send(conn, Arc::from(frame)),
+            None => out.send(br#"{"msgid":11,"errno":200,"msg":"no such user"}"#),
+        }
+    }
+
+    fn group_chat(&self, me: i32, frame: &[u8], out: &mut Outbox<'_>) {
+        let group = wire::int_field(frame, wire::GROUPID).and_then(|id| i32::try_from(id).ok());
+        let groups = self.groups.read();
+        let Some(members) = group.and_then(|g| groups.get(&g)) else {
+            return out.send(br#"{"msgid":11,"errno":201,"msg":"no such group"}"#);
+        };
+        let payload: Arc<[u8]> = Arc::from(frame);
+        for &member in members.iter().filter(|&&m| m != me) {
+            if let Some(conn) = self.lookup(member) {
+                self.remote.send(conn, Arc::clone(&payload));
+            }
+        }
+    }
+
+    fn create_group(&self, me: i32, out: &mut Outbox<'_>) {
+        let id = self.next_group.fetch_add(1, Ordering::Relaxed);
+        self.groups.write().insert(id, vec![me]);
+        out.send(format!(r#"{{"msgid":13,"errno":0,"groupid":{id},"groupname":"g{id}"}}"#).as_bytes());
+    }
+
+    fn add_group(&self, me: i32, frame: &[u8], out: &mut Outbox<'_>) {
+        let group = wire::int_field(frame, wire::GROUPID).and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
+        match self.groups.write().get_mut(&group) {
+            Some(members) => {
+                if !members.contains(&me) {
+                    members.push(me);
+                }
+                out.send(format!(r#"{{"msgid":14,"errno":0,"groupid":{group}}}"#).as_bytes());
+            }
+            None => out.send(br#"{"msgid":14,"errno":201,"errmsg":"no such group"}"#),
+        }
+    }
+}
+
+impl Handler for Relay {
+    type Session = RelaySession;
+    type Message = Arc<[u8]>;
+
+    fn open(&self, id: ConnId) -> RelaySession {
+        RelaySession { conn: id, user: None }
+    }
+
+    fn frame(&self, session: &mut RelaySession, frame: &[u8], out: &mut Outbox<'_>) {
+        let id = wire::int_field(frame, wire::MSGID).unwrap_or(-1);
+        match (session.user, id) {
+            (_, msgid::PING) => out.send(br#"{"msgid":17}"#),
+            (_, msgid::LOGIN) => self.login(session, frame, out),
+            (_, msgid::REG) => {
+                let id = self.next_user.fetch_add(1, Ordering::Relaxed);
+                out.send(format!(r#"{{"msgid":5,"errno":0,"id":{id}}}"#).as_bytes());
+            }
+            (None, _) => out.send(br#"{"msgid":11,"errno":102,"msg":"not logged in"}"#),
+            (Some(_), msgid::ONE_CHAT) => self.one_chat(frame, out),
+            (Some(me), msgid::GROUP_CHAT) => self.group_chat(me, frame, out),
+            (Some(_), msgid::LOGOUT) => self.logout(session),
+            (Some(me), msgid::CREATE_GROUP) => self.create_group(me, out),
+            (Some(me), msgid::ADD_GROUP) => self.add_group(me, frame, out),
+            (Some(_), _) => out.send(br#"{"msgid":11,"errno":101,"msg":"unknown msgid"}"#),
+        }
+    }
+
+    fn too_large(&self, _session: &mut RelaySession, out: &mut Outbox<'_>) {
+        out.send(br#"{"msgid":11,"errno":103,"msg":"message too large"}"#);
+    }
+
+    fn message(&self, _session: &mut RelaySession, msg: Arc<[u8]>, out: &mut Outbox<'_>) {
+        out.send(&msg);
+    }
+
+    fn undeliverable(&self, _msg: Arc<[u8]>) {}
+
+    fn written(&self, _session: &mut RelaySession, _mark: u64, _out: &mut Outbox<'_>) {}
+
+    fn closed(&self, mut session: RelaySession, _reason: CloseReason, _unsent: &[u8]) {
+        self.logout(&mut session);
+    }
+}
+
+/// `ChatBench relay-server [IP:]PORT [--threads N]`: serves until SIGINT or
+/// SIGTERM (or, with `die_with_parent`, until the process that started it
+/// ends: a relay spawned by a bench run never outlives it).
+pub fn serve(addr: SocketAddr, threads: usize, die_with_parent: bool) -> Result<(), String> {
+    if die_with_parent {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number, no pointers.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    }
+    if let Err(e) = crate::net::raise_nofile_limit() {
+        eprintln!("relay: cannot raise the open-file limit: {e}");
+    }
+    let config = NetConfig { threads, ..NetConfig::default() };
+    let server = Server::bind(addr, config).map_err(|e| e.to_string())?;
+    let local = server.local_addr().map_err(|e| e.to_string())?;
+    let remote = Remote::new(threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
+    let stop = StopHandle::new().map_err(|e| e.to_string())?;
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.stop()).map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    println!("relay listening on {local}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.run(Arc::new(Relay::new(remote.clone())), remote, stop).map_err(|e| e.to_string())
+}

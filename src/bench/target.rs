@@ -1,0 +1,153 @@
+//! What a run is measured against: the raw relay (spawned as a child
+//! process, or given by address) and the ChatServer under test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::procfs;
+
+/// Which server a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The raw relay: the floor.
+    Relay,
+    /// The ChatServer under test.
+    Chat,
+}
+
+/// One server (or pair of servers) to run a workload against.
+pub struct Target {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    /// Second server: the far side of each pair connects here.
+    pub addr2: Option<SocketAddr>,
+    /// Processes whose CPU and memory are measured (one per server).
+    pub pids: Vec<u32>,
+    /// A relay this run started; stopped when the target is dropped.
+    _child: Option<RelayChild>,
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Relay => "relay",
+            Kind::Chat => "server",
+        }
+    }
+
+    /// Address for side 0 (first server) or side 1 (second, if any).
+    pub fn addr_for(&self, side: usize) -> SocketAddr {
+        match (side, self.addr2) {
+            (1, Some(addr2)) => addr2,
+            _ => self.addr,
+        }
+    }
+
+    /// The ChatServer at `addr` (and `addr2`); pids from the flags or, if
+    /// not given, from the processes listening on those ports.
+    pub fn chat(addr: SocketAddr, addr2: Option<SocketAddr>, pids: &[u32]) -> Target {
+        let pids = if pids.is_empty() {
+            [Some(addr), addr2].into_iter().flatten().filter_map(|a| procfs::listener_pid(a.port())).collect()
+        } else {
+            pids.to_vec()
+        };
+        Target { kind: Kind::Chat, addr, addr2, pids, _child: None }
+    }
+
+    /// A relay already running at `addr`.
+    pub fn relay_at(addr: SocketAddr, pid: Option<u32>) -> Target {
+        let pid = pid.or_else(|| procfs::listener_pid(addr.port()));
+        Target { kind: Kind::Relay, addr, addr2: None, pids: pid.into_iter().collect(), _child: None }
+    }
+
+    /// Starts `ChatBench relay-server 127.0.0.1:0 --threads N` as a child
+    /// and waits for its address.
+    pub fn spawn_relay(threads: usize) -> Result<Target, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(["relay-server", "127.0.0.1:0", "--threads", &threads.to_string(), "--die-with-parent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the relay: {e}"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().ok_or("the relay's stdout is not piped")?;
+        // From here on, dropping `guard` stops the child on every error path.
+        let mut guard = RelayChild { child, _stdout: None };
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).map_err(|e| format!("reading the relay's address: {e}"))?;
+        let addr = line
+            .trim()
+            .strip_prefix("relay listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("the relay did not start (it printed {:?}, {read} bytes)", line.trim()))?;
+        guard._stdout = Some(reader);
+        Ok(Target { kind: Kind::Relay, addr, addr2: None, pids: vec![pid], _child: Some(guard) })
+    }
+
+    /// CPU time of the target's processes, microseconds (0 if unknown).
+    pub fn cpu_us(&self) -> u64 {
+        self.pids.iter().filter_map(|&pid| procfs::cpu_us(pid).ok()).sum()
+    }
+
+    /// Resident memory of the target's processes, KiB (None if unknown).
+    pub fn rss_kib(&self) -> Option<u64> {
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&pid| procfs::rss_kib(pid).ok()).sum()
+    }
+
+    /// Waits (up to `limit`) until the target uses under 5% of a core, so
+    /// that one run's aftermath (a server logging out hundreds of users)
+    /// does not land in the next run's measurement.
+    pub fn wait_quiet(&self, limit: Duration) {
+        if self.pids.is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        let deadline = Instant::now() + limit;
+        let step = Duration::from_millis(250);
+        let mut before = self.cpu_us();
+        while Instant::now() < deadline {
+            std::thread::sleep(step);
+            let now = self.cpu_us();
+            if now.saturating_sub(before) < step.as_micros() as u64 / 20 {
+                return;
+            }
+            before = now;
+        }
+    }
+}
+
+/// A relay process started by this run. Dropping it stops it: SIGTERM,
+/// then SIGKILL if it has not ended within a few seconds.
+struct RelayChild {
+    child: Child,
+    /// The rest of its stdout, kept open so a late line cannot hit a
+    /// closed pipe.
+    _stdout: Option<BufReader<ChildStdout>>,
+}
+
+impl Drop for RelayChild {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child, not yet reaped (reaping
+            // happens only below), so the pid cannot name another process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
