@@ -11,17 +11,21 @@ use crate::db::DbError;
 /// transaction that holds the user's row (see [`super::user::lock`]), so two
 /// logins of one user cannot both win.
 pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Duration) -> Result<bool, DbError> {
-    let holder: Option<String> = conn.exec_first(
-        "SELECT o.server FROM online o JOIN server s ON s.id = o.server \
-         WHERE o.userid = ? AND s.heartbeat > NOW(3) - INTERVAL ? SECOND",
-        (userid, alive.as_secs()),
-    )?;
-    if holder.is_some() {
+    if holder(conn, userid, alive)?.is_some() {
         return Ok(false);
     }
     conn.exec_drop("REPLACE INTO online (userid, server) VALUES (?, ?)", (userid, server))?;
     conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (userid,))?;
     Ok(true)
+}
+
+/// The live server (heartbeat younger than `alive`) holding `userid`, if any.
+pub fn holder(conn: &mut impl Queryable, userid: i32, alive: Duration) -> Result<Option<String>, DbError> {
+    Ok(conn.exec_first(
+        "SELECT o.server FROM online o JOIN server s ON s.id = o.server \
+         WHERE o.userid = ? AND s.heartbeat > NOW(3) - INTERVAL ? SECOND",
+        (userid, alive.as_secs()),
+    )?)
 }
 
 /// Releases `userid` if `server` holds them, marking them offline.

@@ -1,6 +1,7 @@
 //! The heartbeat: keeps this server's row fresh, releases the users of dead
 //! servers, and repairs this server's own `online` rows.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
@@ -9,7 +10,7 @@ use mysql::TxOpts;
 
 use super::context::{ALIVE, Ctx, HEARTBEAT};
 use crate::db::DbError;
-use crate::model::{online, server};
+use crate::model::{online, server, user};
 
 /// The running heartbeat thread.
 pub struct Heartbeat {
@@ -73,12 +74,30 @@ fn reap(ctx: &Ctx) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Releases this server's `online` rows whose user is no longer logged in
-/// here (a logout that met a MySQL outage).
+/// Brings this server's `online` rows back in line with who is logged in
+/// here: releases rows whose user left during a MySQL outage, and claims
+/// again users whose rows were released while this server could not beat
+/// (another server took it for dead). A user who meanwhile logged in on a
+/// live server is disconnected here, so they are logged in once.
 fn repair(ctx: &Ctx) -> Result<(), DbError> {
-    let held = ctx.db.run(|c| online::of_server(c, &ctx.server_id))?;
-    for user in held.into_iter().filter(|&u| ctx.registry.get(u).is_none()) {
+    let held: HashSet<i32> = ctx.db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
+    for &user in held.iter().filter(|&&u| ctx.registry.get(u).is_none()) {
         ctx.db.run(|c| online::release(c, user, &ctx.server_id))?;
+    }
+    for user in ctx.registry.users().into_iter().filter(|u| !held.contains(u)) {
+        let claimed = ctx.db.run(|c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            user::lock(&mut tx, &[user])?;
+            // A login that finished since the read above holds it already.
+            let ours = online::holder(&mut tx, user, ALIVE)?.is_some_and(|h| h == ctx.server_id);
+            let claimed = ours || online::claim(&mut tx, user, &ctx.server_id, ALIVE)?;
+            tx.commit()?;
+            Ok(claimed)
+        })?;
+        if !claimed && let Some(conn) = ctx.registry.get(user) {
+            eprintln!("ChatServer: user {user} logged in elsewhere while this server was cut off; disconnecting here");
+            ctx.remote.close(conn);
+        }
     }
     Ok(())
 }

@@ -1,0 +1,224 @@
+//! The five workloads, and what they share: the run's timeline, CPU
+//! sampling, and the loop over rounds and targets.
+
+mod fanout;
+mod flood;
+mod idle;
+mod login;
+mod pingpong;
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::args::{Mode, Options, RelayChoice};
+use super::procfs;
+use super::report::{self, Metrics, Run};
+use super::target::{Kind, Target};
+
+/// Delivery latency counted as a stall: the 40 ms of a Nagle / delayed-ACK
+/// deadlock, the classic fault of chat servers that leave Nagle on.
+pub const STALL_NS: u64 = 40_000_000;
+
+/// A run's timeline. Messages flow from `epoch`; those delivered in
+/// `[from, to)` are measured (split in two phases at `split`, if set); no
+/// new message is sent after `to`; what is in flight may arrive until
+/// `drain_until`.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub epoch: Instant,
+    pub from: Instant,
+    pub split: Option<Instant>,
+    pub to: Instant,
+    pub drain_until: Instant,
+}
+
+impl Window {
+    /// Warm-up `warmup` seconds, then `phases` (1 or 2) measured phases of
+    /// `secs` each, then up to `drain` for what is still in flight.
+    pub fn new(warmup: f64, secs: f64, phases: u32, drain: Duration) -> Window {
+        let epoch = Instant::now();
+        let from = epoch + Duration::from_secs_f64(warmup);
+        let phase = Duration::from_secs_f64(secs);
+        let split = (phases > 1).then_some(from + phase);
+        let to = from + phase * phases;
+        Window { epoch, from, split, to, drain_until: to + drain }
+    }
+
+    /// The measured phase `t` falls in (0 or 1), if any.
+    pub fn phase(&self, t: Instant) -> Option<usize> {
+        if t < self.from || t >= self.to {
+            return None;
+        }
+        Some(match self.split {
+            Some(split) if t >= split => 1,
+            _ => 0,
+        })
+    }
+
+    /// Whether new messages may still be sent at `t`.
+    pub fn sending(&self, t: Instant) -> bool {
+        t < self.to
+    }
+
+    /// Nanoseconds from the epoch to `t`: the time in a message's stamp.
+    pub fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Length of measured phase `phase`, seconds.
+    pub fn secs(&self, phase: usize) -> f64 {
+        match (self.split, phase) {
+            (Some(split), 0) => (split - self.from).as_secs_f64(),
+            (Some(split), _) => (self.to - split).as_secs_f64(),
+            (None, _) => (self.to - self.from).as_secs_f64(),
+        }
+    }
+
+    /// Phase boundaries, for CPU sampling.
+    pub fn marks(&self) -> Vec<Instant> {
+        [Some(self.from), self.split, Some(self.to)].into_iter().flatten().collect()
+    }
+}
+
+/// CPU time (microseconds) of the target and of the bench itself at each
+/// of `marks`, read by a thread that sleeps until each.
+pub fn sample_cpu(pids: Vec<u32>, marks: Vec<Instant>) -> JoinHandle<Vec<(u64, u64)>> {
+    std::thread::spawn(move || {
+        marks
+            .into_iter()
+            .map(|mark| {
+                std::thread::sleep(mark.saturating_duration_since(Instant::now()));
+                let target = pids.iter().filter_map(|&p| procfs::cpu_us(p).ok()).sum();
+                (target, procfs::cpu_us(0).unwrap_or(0))
+            })
+            .collect()
+    })
+}
+
+/// Sets `{prefix}cpu_us_per_msg` figures: the target's CPU (and the bench's)
+/// between `samples[i]` and `samples[i + 1]`, per message counted there.
+pub fn cpu_per_message(m: &mut Metrics, samples: &[(u64, u64)], i: usize, messages: u64, keys: [&'static str; 2]) {
+    let (Some(a), Some(b)) = (samples.get(i), samples.get(i + 1)) else { return };
+    if messages == 0 {
+        return;
+    }
+    let [server_key, bench_key] = keys;
+    if a.0 != 0 || b.0 != 0 {
+        m.set(server_key, b.0.saturating_sub(a.0) as f64 / messages as f64);
+    }
+    m.set(bench_key, b.1.saturating_sub(a.1) as f64 / messages as f64);
+}
+
+/// Connections a run of these options opens at once, for the fd limit.
+fn connections(o: &Options) -> usize {
+    match o.mode {
+        Mode::PingPong | Mode::Flood => 2 * o.pairs,
+        Mode::Fanout => o.group_size,
+        Mode::Login => o.conc + 2 * o.during_pingpong,
+        Mode::Idle => o.conns,
+    }
+}
+
+/// Runs the mode against each target, `rounds` times alternating, then
+/// prints the summary.
+pub fn run(o: &Options) -> Result<(), String> {
+    let needed = (connections(o) + o.setup_conc + 64) as u64;
+    match procfs::raise_fd_limit(needed) {
+        Ok(limit) if limit < needed => {
+            return Err(format!(
+                "this run needs about {needed} open files but the limit is {limit}; raise it (ulimit -n) or use fewer connections"
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("ChatBench: cannot raise the open-file limit: {e}"),
+    }
+    let mut targets = Vec::new();
+    match &o.relay {
+        RelayChoice::Spawn => targets.push(Target::spawn_relay(o.relay_threads)?),
+        RelayChoice::At(addr) => targets.push(Target::relay_at(*addr, o.relay_pid)),
+        RelayChoice::None => {}
+    }
+    if let Some(addr) = o.addr {
+        targets.push(Target::chat(addr, o.addr2, &o.server_pids));
+    }
+    let mut runs = Vec::new();
+    for round in 0..o.rounds {
+        for target in &targets {
+            eprintln!("ChatBench {} round {}: {} at {}", o.mode.name(), round + 1, target.name(), target.addr);
+            let mut metrics = run_once(o, target)?;
+            if target.pids.is_empty() {
+                metrics.notes.push("process unknown: no CPU or memory figures (pass --server-pid)".into());
+            }
+            runs.push(Run { target: target.name(), round, metrics });
+            target.wait_quiet(Duration::from_secs(60));
+        }
+    }
+    report::summarize(o.mode.name(), &params(o), &runs, o.json);
+    Ok(())
+}
+
+fn run_once(o: &Options, target: &Target) -> Result<Metrics, String> {
+    match o.mode {
+        Mode::PingPong => pingpong::run(o, target),
+        Mode::Flood => flood::run(o, target),
+        Mode::Fanout => fanout::run(o, target),
+        Mode::Login => login::run(o, target),
+        Mode::Idle => idle::run(o, target),
+    }
+}
+
+/// Ids of `count` bench users on `target` (the users file applies to the
+/// ChatServer only: the relay's ids cost nothing).
+pub fn users(o: &Options, target: &Target, count: usize) -> Result<Vec<i32>, String> {
+    let file = if target.kind == Kind::Chat { o.users_file.as_deref() } else { None };
+    super::setup::users(target.addr, count, o.setup_conc, file)
+}
+
+/// The parameters shown with the results.
+fn params(o: &Options) -> Vec<(&'static str, String)> {
+    let mut p = vec![("secs", o.secs.to_string()), ("warmup", o.warmup.to_string()), ("threads", o.threads.to_string())];
+    match o.mode {
+        Mode::PingPong => p.extend([("pairs", o.pairs.to_string()), ("msg_bytes", o.msg_bytes.to_string())]),
+        Mode::Flood => p.extend([
+            ("pairs", o.pairs.to_string()),
+            ("inflight", o.inflight.to_string()),
+            ("msg_bytes", o.msg_bytes.to_string()),
+        ]),
+        Mode::Fanout => p.extend([
+            ("group_size", o.group_size.to_string()),
+            ("senders", o.senders.to_string()),
+            ("inflight", o.inflight.to_string()),
+        ]),
+        Mode::Login => p.extend([
+            ("users", o.users.to_string()),
+            ("conc", o.conc.to_string()),
+            ("during_pingpong", o.during_pingpong.to_string()),
+        ]),
+        Mode::Idle => p.push(("conns", o.conns.to_string())),
+    }
+    if let Some(addr2) = o.addr2 {
+        p.push(("addr2", addr2.to_string()));
+    }
+    p
+}
+
+/// One pair's users and logged-in connections: side 0 on the first
+/// server, side 1 on the second (the same one without `--addr2`).
+pub struct PairSetup {
+    /// The pair's index in the run: the `src` of its stamps.
+    pub src: u32,
+    pub ids: [i32; 2],
+    pub streams: [std::net::TcpStream; 2],
+}
+
+/// Logs in `ids` two by two as pairs.
+pub fn setup_pairs(o: &Options, target: &Target, ids: &[i32]) -> Result<Vec<PairSetup>, String> {
+    let clients = super::setup::login_all(ids, |i| target.addr_for(i % 2), o.setup_conc)?;
+    let mut streams = clients.into_iter().map(super::setup::SyncClient::into_stream);
+    let mut pairs = Vec::with_capacity(ids.len() / 2);
+    for (src, pair) in ids.chunks_exact(2).enumerate() {
+        let (Some(a), Some(b)) = (streams.next(), streams.next()) else { break };
+        pairs.push(PairSetup { src: src as u32, ids: [pair[0], pair[1]], streams: [a, b] });
+    }
+    Ok(pairs)
+}
