@@ -71,8 +71,9 @@ fn run(config: ServerConfig) -> Result<(), String> {
 
     heartbeat.stop();
     ctx.jobs.shutdown();
+    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"));
     bus.stop();
-    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"))?;
+    let marked = marked?;
     println!("ChatServer stopped; {marked} users marked offline");
     Ok(())
 }

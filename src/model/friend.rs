@@ -2,7 +2,9 @@
 
 use mysql::prelude::Queryable;
 
-use super::{State, duplicate_is};
+use mysql::Value;
+
+use super::{State, duplicate_is, placeholders};
 use crate::db::DbError;
 
 /// A friend as shown in a friend list.
@@ -34,4 +36,23 @@ pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<Friend>, DbErr
 /// Ids of the users who added `friendid`: those told of its presence.
 pub fn added_by(conn: &mut impl Queryable, friendid: i32) -> Result<Vec<i32>, DbError> {
     Ok(conn.exec("SELECT userid FROM friend WHERE friendid = ? ORDER BY userid", (friendid,))?)
+}
+
+/// Ids per `IN (...)`, well under any placeholder limit.
+const CHUNK: usize = 500;
+
+/// For many users at once (a server's users going offline together): each
+/// `(user, user's name, a user who added them)`, in one query per chunk.
+pub fn followers_of_many(conn: &mut impl Queryable, ids: &[i32]) -> Result<Vec<(i32, String, i32)>, DbError> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT f.friendid, u.name, f.userid FROM friend f JOIN user u ON u.id = f.friendid \
+             WHERE f.friendid IN ({}) ORDER BY f.friendid, f.userid",
+            placeholders(chunk.len())
+        );
+        let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        rows.extend(conn.exec::<(i32, String, i32), _, _>(sql, params)?);
+    }
+    Ok(rows)
 }

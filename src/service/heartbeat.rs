@@ -9,8 +9,10 @@ use std::thread::JoinHandle;
 use mysql::TxOpts;
 
 use super::context::{ALIVE, Ctx, HEARTBEAT};
+use super::message::Delivery;
+use super::{protocol, router};
 use crate::db::DbError;
-use crate::model::{online, server, user};
+use crate::model::{friend, online, server, user};
 
 /// The running heartbeat thread.
 pub struct Heartbeat {
@@ -102,13 +104,23 @@ fn repair(ctx: &Ctx) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Marks every user `server` holds offline and forgets the server.
+/// Marks every user `server` holds offline, forgets the server, and tells
+/// the users who have them as friends.
 pub fn release_server(ctx: &Ctx, server_id: &str) -> Result<Vec<i32>, DbError> {
-    ctx.db.run(|c| {
+    let (users, followers) = ctx.db.run(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         let users = online::release_server(&mut tx, server_id)?;
         server::remove(&mut tx, server_id)?;
+        let followers = friend::followers_of_many(&mut tx, &users)?;
         tx.commit()?;
-        Ok(users)
-    })
+        Ok((users, followers))
+    })?;
+    let presence = followers.into_iter().map(|(id, name, to)| Delivery {
+        to,
+        payload: protocol::presence(id, &name, false).into(),
+        keep: false,
+    });
+    // Presence is never stored, so routing it cannot fail on storage.
+    let _ = router::route(ctx, presence.collect());
+    Ok(users)
 }

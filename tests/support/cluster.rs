@@ -1,0 +1,448 @@
+//! Helpers for the cluster tests (tests/cluster.rs): a throwaway
+//! `redis-server` child, a foreground `nginx` child with a `stream` load
+//! balancer in front of two ChatServers, free ports, temp directories, and
+//! the frames the cluster tests check field by field.
+//!
+//! Included from tests/cluster.rs with
+//! `#[path = "support/cluster.rs"] mod cluster_support;`; it uses the
+//! shared harness through `crate::common`.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Client, Server, TestDb, assert_recent_stamp, parse_string_list};
+
+/// How long a helper process (redis-server, nginx) may take to accept
+/// connections after it was started.
+pub const PROCESS_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A TCP port that was free a moment ago: bound on 127.0.0.1:0, then
+/// released.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local_addr of a bound listener").port()
+}
+
+/// A directory of its own under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The text of `path`, or a note saying it could not be read.
+fn read_text(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
+
+/// An executable named `name` on PATH or in one of `extra` directories.
+fn find_binary(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path_dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    path_dirs.into_iter().chain(extra.iter().map(PathBuf::from)).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Kills `child` (SIGKILL) unless it already exited, and reaps it.
+fn kill_and_reap(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+// ------------------------------------------------------------------ redis
+
+/// A `redis-server` child process of this test on 127.0.0.1:`port`, with
+/// no persistence; killed (SIGKILL) on drop. Never the shared Redis.
+pub struct RedisProc {
+    pub port: u16,
+    child: Child,
+    dir: TempDir,
+}
+
+impl RedisProc {
+    /// Starts one on a free port.
+    pub fn start_on_free_port() -> RedisProc {
+        RedisProc::start(free_port())
+    }
+
+    /// Starts `redis-server` on `port` and waits until it answers PING.
+    pub fn start(port: u16) -> RedisProc {
+        let bin = find_binary("redis-server", &["/usr/bin", "/usr/sbin", "/usr/local/bin"]).unwrap_or_else(|| {
+            panic!("redis-server is not installed (not on PATH nor in /usr/bin): run `./autobuild.sh test`, which installs it")
+        });
+        let dir = TempDir::new("chat-redis");
+        let log = File::create(dir.join("redis.out")).expect("create redis.out");
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&dir.path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let mut redis = RedisProc { port, child, dir };
+        redis.wait_ready();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>/`, for `CHAT_REDIS_URL`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// What it printed.
+    pub fn log(&self) -> String {
+        read_text(&self.dir.join("redis.out"))
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + PROCESS_START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "redis-server on port {} exited ({status}) before answering; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            if redis_ping(self.port) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "redis-server on port {} did not answer PING within {PROCESS_START_TIMEOUT:?}; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it with SIGKILL (a crash, as far as its clients can tell) and
+    /// waits until it is gone.
+    pub fn kill(mut self) -> u16 {
+        kill_and_reap(&mut self.child);
+        self.port
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+/// Whether a Redis on 127.0.0.1:`port` answers `PING` with `+PONG`.
+fn redis_ping(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(b"+PONG")
+}
+
+// ------------------------------------------------------------------ nginx
+
+/// The nginx binary: /usr/sbin/nginx or on PATH. Panics (never skips) when
+/// it is missing, saying how to get it.
+pub fn nginx_binary() -> PathBuf {
+    find_binary("nginx", &["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"]).unwrap_or_else(|| {
+        panic!(
+            "nginx is not installed (neither /usr/sbin/nginx nor `nginx` on PATH), so the load-balancer \
+             test cannot run. Run `./autobuild.sh test`, which installs nginx (with its stream module) \
+             before running the tests."
+        )
+    })
+}
+
+/// The `load_module` line nginx needs for `stream`, if any: empty when
+/// stream is built in; the line when it is a dynamic module whose .so is
+/// found. Panics when nginx has no usable stream module.
+fn stream_module_line(nginx: &Path) -> String {
+    let out =
+        Command::new(nginx).arg("-V").output().unwrap_or_else(|e| panic!("cannot run `{} -V`: {e}", nginx.display()));
+    // nginx -V prints to stderr.
+    let info = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let flags: Vec<&str> = info.split_whitespace().collect();
+    if flags.contains(&"--with-stream") {
+        return String::new();
+    }
+    let mut dirs: Vec<PathBuf> =
+        flags.iter().filter_map(|f| f.strip_prefix("--modules-path=")).map(PathBuf::from).collect();
+    dirs.extend(["/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/usr/lib64/nginx/modules"].map(PathBuf::from));
+    if let Some(so) = dirs.iter().map(|d| d.join("ngx_stream_module.so")).find(|p| p.is_file()) {
+        return format!("load_module {};\n", so.display());
+    }
+    panic!(
+        "nginx at {} has no stream module (not built in, and ngx_stream_module.so is in none of {dirs:?}); \
+         run `./autobuild.sh test`, which installs nginx with its stream module (Debian: libnginx-mod-stream). \
+         nginx -V says:\n{info}",
+        nginx.display()
+    )
+}
+
+/// A foreground nginx child process balancing TCP (`stream`) over the given
+/// upstreams, as in the original's configuration; killed on drop.
+pub struct Nginx {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    child: Child,
+    dir: TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx on a free port in front of `upstreams` and waits until it
+    /// accepts connections.
+    pub fn start(upstreams: &[SocketAddr]) -> Nginx {
+        let bin = nginx_binary();
+        let load = stream_module_line(&bin);
+        let dir = TempDir::new("chat-nginx");
+        let port = free_port();
+        let servers: String =
+            upstreams.iter().map(|a| format!("        server {a} max_fails=3 fail_timeout=10s;\n")).collect();
+        let conf = format!(
+            "{load}worker_processes 1;\n\
+             events {{\n    worker_connections 1024;\n}}\n\
+             stream {{\n    upstream chat {{\n{servers}    }}\n    \
+             server {{\n        listen 127.0.0.1:{port};\n        proxy_pass chat;\n        \
+             tcp_nodelay on;\n        proxy_timeout 24h;\n    }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, &conf).expect("write nginx.conf");
+        let globals = format!(
+            "daemon off; master_process on; pid {}; error_log {} info;",
+            dir.join("nginx.pid").display(),
+            dir.join("error.log").display()
+        );
+        let out = File::create(dir.join("nginx.out")).expect("create nginx.out");
+        let child = Command::new(&bin)
+            .arg("-p")
+            .arg(&dir.path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-g")
+            .arg(&globals)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let mut nginx = Nginx { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, dir };
+        nginx.wait_ready(&conf);
+        nginx
+    }
+
+    /// What nginx printed and logged.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- nginx stdout/stderr:\n{}--- error.log:\n{}",
+            read_text(&self.dir.join("nginx.out")),
+            read_text(&self.dir.join("error.log"))
+        )
+    }
+
+    fn wait_ready(&mut self, conf: &str) {
+        let deadline = Instant::now() + PROCESS_START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nginx exited ({status}) before listening; config:\n{conf}\n{}", self.logs());
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "nginx did not listen on {} within {PROCESS_START_TIMEOUT:?}; config:\n{conf}\n{}",
+                    self.addr,
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGKILL of the master leaves its workers behind; SIGTERM (fast
+        // shutdown) takes them down too. Fall back to SIGKILL if it hangs.
+        if matches!(self.child.try_wait(), Ok(None))
+            && let Ok(pid) = libc::pid_t::try_from(self.child.id())
+        {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        kill_and_reap(&mut self.child);
+    }
+}
+
+// ------------------------------------------------------------------ cluster
+
+/// Two ChatServers on one database, with `env` (e.g. `CHAT_REDIS_URL`).
+pub fn two_servers(db: &TestDb, env: &[(&str, &str)]) -> (Server, Server) {
+    (Server::start_with(db, &[], env), Server::start_with(db, &[], env))
+}
+
+/// The prefix of `server`'s id in tables `server` and `online`: its
+/// listening address then `/`.
+pub fn server_id_prefix(server: &Server) -> String {
+    format!("{}/", server.addr)
+}
+
+/// The server holding `user` in table `online`, if any.
+pub fn online_server_of(db: &TestDb, user: i64) -> Option<String> {
+    db.query_string("SELECT server FROM online WHERE userid = ?", (user,))
+}
+
+/// Asserts table `online` says `user` is on `server`.
+pub fn assert_online_on(db: &TestDb, user: i64, server: &Server) {
+    let held = online_server_of(db, user);
+    assert!(
+        held.as_deref().is_some_and(|s| s.starts_with(&server_id_prefix(server))),
+        "table online: user {user} should be on the server at {}, but holds {held:?}",
+        server.addr
+    );
+}
+
+/// Calls `probe` every 100 ms until it returns `Some`, until `deadline`;
+/// panics saying what was awaited.
+pub fn poll_until_deadline<T>(what: &str, deadline: Instant, mut probe: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ------------------------------------------------------------------ frames
+
+pub fn send_chat(c: &mut Client, toid: i64, msg: &str) {
+    c.send(&json!({"msgid": 6, "toid": toid, "msg": msg}));
+}
+
+pub fn send_group_chat(c: &mut Client, groupid: i64, msg: &str) {
+    c.send(&json!({"msgid": 10, "groupid": groupid, "msg": msg}));
+}
+
+/// PING, and asserts the very next frame is PONG: nothing else was queued
+/// for this client ahead of it.
+pub fn ping_pong(c: &mut Client) {
+    c.send(&json!({"msgid": 16}));
+    c.recv_msgid(17);
+}
+
+/// ADD_FRIEND that must succeed.
+pub fn add_friend(c: &mut Client, friendid: i64) {
+    c.send(&json!({"msgid": 7, "friendid": friendid}));
+    let ack = c.recv_msgid(12);
+    assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_FRIEND {friendid} failed: {ack}");
+}
+
+/// CREATE_GROUP that must succeed; the group id.
+pub fn create_group(c: &mut Client, name: &str) -> i64 {
+    c.send(&json!({"msgid": 8, "groupname": name, "groupdesc": "cluster test"}));
+    let ack = c.recv_msgid(13);
+    assert_eq!(ack["errno"].as_i64(), Some(0), "CREATE_GROUP {name:?} failed: {ack}");
+    ack["groupid"].as_i64().unwrap_or_else(|| panic!("CREATE_GROUP_ACK without groupid: {ack}"))
+}
+
+/// ADD_GROUP that must succeed.
+pub fn join_group(c: &mut Client, groupid: i64) {
+    c.send(&json!({"msgid": 9, "groupid": groupid}));
+    let ack = c.recv_msgid(14);
+    assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_GROUP {groupid} failed: {ack}");
+}
+
+/// Asserts `got` is exactly the ONE_CHAT from (`id`, `name`) to `toid`
+/// with `msg`, stamped within a minute of now.
+pub fn assert_one_chat(got: &Value, id: i64, name: &str, toid: i64, msg: &str) {
+    assert_recent_stamp(got);
+    let expected = json!({"msgid": 6, "id": id, "name": name, "toid": toid, "msg": msg, "time": got["time"].clone()});
+    assert_eq!(got, &expected, "delivered ONE_CHAT differs from what was sent");
+}
+
+/// Asserts `got` is exactly the GROUP_CHAT from (`id`, `name`) in
+/// `groupid` with `msg`, stamped within a minute of now.
+pub fn assert_group_chat(got: &Value, id: i64, name: &str, groupid: i64, msg: &str) {
+    assert_recent_stamp(got);
+    let expected =
+        json!({"msgid": 10, "id": id, "name": name, "groupid": groupid, "msg": msg, "time": got["time"].clone()});
+    assert_eq!(got, &expected, "delivered GROUP_CHAT differs from what was sent");
+}
+
+/// Asserts `got` is exactly the PRESENCE of (`id`, `name`) with `state`.
+pub fn assert_presence(got: &Value, id: i64, name: &str, state: &str) {
+    assert_eq!(got, &json!({"msgid": 15, "id": id, "name": name, "state": state}), "PRESENCE differs");
+}
+
+/// The `offlinemsg` of a LOGIN_ACK, parsed (empty when absent).
+pub fn offline_msgs(ack: &Value) -> Vec<Value> {
+    parse_string_list(&ack["offlinemsg"])
+}
+
+/// Asserts the `offlinemsg` of `ack` is, in order, exactly the ONE_CHATs
+/// from (`id`, `name`) to `toid` with the texts `msgs`.
+pub fn assert_offline_chats(ack: &Value, id: i64, name: &str, toid: i64, msgs: &[&str]) {
+    let got = offline_msgs(ack);
+    let texts: Vec<&str> = got.iter().map(|m| m["msg"].as_str().unwrap_or("<no msg>")).collect();
+    assert_eq!(texts, msgs, "offlinemsg texts (in order) differ; LOGIN_ACK: {ack}");
+    for (m, text) in got.iter().zip(msgs) {
+        assert_one_chat(m, id, name, toid, text);
+    }
+}
