@@ -1,0 +1,189 @@
+//! SPEC §1 and §3 over a real process: bad arguments, MySQL unreachable, a
+//! port in use, shutdown on SIGINT/SIGTERM, the idle timeout, reconnecting.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    Client, Finished, Server, TestDb, login_when_released, run_server_to_exit, unique_name, user_state, wait_user_state,
+};
+use serde_json::json;
+
+const PW: &str = "pw-Life-1";
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Asserts the process failed with a short, clear message: non-zero exit,
+/// exactly one line starting with `ChatServer:` (a usage line besides is
+/// fine), no panic or backtrace, and the `ChatServer:` line contains every
+/// one of `mentions` (case-insensitive). Returns that line.
+fn assert_clean_failure(what: &str, f: &Finished, mentions: &[&str]) -> String {
+    let status = f.status.unwrap_or_else(|| panic!("{what}: still running after {EXIT_TIMEOUT:?}; output: {f:?}"));
+    assert!(!status.success(), "{what}: exit status {status}, expected failure; {f:?}");
+    assert!(status.code().is_some(), "{what}: killed by a signal ({status}); {f:?}");
+    let lower = f.stderr.to_lowercase();
+    assert!(
+        !lower.contains("panicked") && !lower.contains("backtrace") && !lower.contains("stack backtrace"),
+        "{what}: stderr shows a panic: {}",
+        f.stderr
+    );
+    let lines: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let main: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("ChatServer:")).collect();
+    assert_eq!(main.len(), 1, "{what}: want one `ChatServer:` line on stderr, got:\n{}", f.stderr);
+    assert!(lines.len() <= 2, "{what}: stderr is not short:\n{}", f.stderr);
+    for l in &lines {
+        assert!(
+            l.starts_with("ChatServer:") || l.starts_with("usage:") || l.starts_with("Usage:"),
+            "{what}: unexpected stderr line {l:?} in:\n{}",
+            f.stderr
+        );
+    }
+    let line = main[0].to_string();
+    for m in mentions {
+        assert!(line.to_lowercase().contains(&m.to_lowercase()), "{what}: the message {line:?} does not mention {m:?}");
+    }
+    assert!(!f.stdout.contains("listening"), "{what}: it started listening: {}", f.stdout);
+    line
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_one_clear_line() {
+    // A usable database, so that arguments accepted by mistake would make
+    // the server run (and this test time out) rather than fail elsewhere.
+    let db = TestDb::new();
+    let env = [("CHAT_MYSQL_URL", db.url.as_str())];
+    let cases: [(&str, &[&str], &[&str]); 7] = [
+        ("no arguments", &[], &[]),
+        ("only an IP", &["127.0.0.1"], &[]),
+        ("a bad IP", &["not-an-ip", "0"], &["not-an-ip"]),
+        ("a bad port", &["127.0.0.1", "99999"], &["99999"]),
+        ("a port that is no number", &["127.0.0.1", "http"], &["http"]),
+        ("an unknown flag", &["127.0.0.1", "0", "--bogus"], &["--bogus"]),
+        ("a flag without its value", &["127.0.0.1", "0", "--threads"], &["--threads"]),
+    ];
+    for (what, args, mentions) in cases {
+        let f = run_server_to_exit(args, &env, EXIT_TIMEOUT);
+        assert_clean_failure(what, &f, mentions);
+    }
+}
+
+#[test]
+fn unreachable_mysql_exits_non_zero_with_a_clear_message() {
+    let f =
+        run_server_to_exit(&["127.0.0.1", "0"], &[("CHAT_MYSQL_URL", "mysql://root@127.0.0.1:1/chat")], EXIT_TIMEOUT);
+    assert_clean_failure("MySQL unreachable", &f, &["mysql"]);
+}
+
+#[test]
+fn a_port_in_use_exits_non_zero_and_says_so() {
+    let db = TestDb::new();
+    let first = Server::start(&db);
+    let port = first.addr.port().to_string();
+    let f = run_server_to_exit(&["127.0.0.1", &port], &[("CHAT_MYSQL_URL", db.url.as_str())], EXIT_TIMEOUT);
+    assert_clean_failure("port in use", &f, &["in use", &port]);
+    // The first server is unharmed.
+    let mut c = Client::connect(first.addr);
+    c.send(&json!({"msgid": 16}));
+    c.recv_msgid(17);
+}
+
+/// Two users online here and a third marked online "by another server":
+/// `sig` stops the server with status 0 and marks exactly its own users
+/// offline.
+fn signal_marks_exactly_this_servers_users_offline(sig: libc::c_int) {
+    let db = TestDb::new();
+    let mut server = Server::start(&db);
+    let mut a = Client::connect(server.addr);
+    let mut b = Client::connect(server.addr);
+    let (ida, _) = a.register_login("a", PW);
+    let (idb, _) = b.register_login("b", PW);
+    let idc = a.register(&unique_name("c"), PW);
+    db.exec("UPDATE user SET state = 'online' WHERE id = ?", (idc,));
+    assert_eq!(user_state(&db, ida), "online");
+    assert_eq!(user_state(&db, idb), "online");
+
+    server.signal(sig);
+    let status = server.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!("server still running {EXIT_TIMEOUT:?} after signal {sig}; output:\n{}", server.output())
+    });
+    assert!(status.success(), "exit status after signal {sig}: {status}; output:\n{}", server.output());
+    assert_eq!(user_state(&db, ida), "offline", "a is still online after shutdown");
+    assert_eq!(user_state(&db, idb), "offline", "b is still online after shutdown");
+    assert_eq!(user_state(&db, idc), "online", "a user online on another server was marked offline");
+    let out = server.output().to_lowercase();
+    assert!(!out.contains("panicked"), "output:\n{}", server.output());
+    // The clients see their connections closed.
+    a.expect_closed();
+    b.expect_closed();
+}
+
+#[test]
+fn sigint_marks_exactly_this_servers_users_offline() {
+    signal_marks_exactly_this_servers_users_offline(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_marks_exactly_this_servers_users_offline() {
+    signal_marks_exactly_this_servers_users_offline(libc::SIGTERM);
+}
+
+#[test]
+fn idle_timeout_closes_a_silent_client_but_not_one_that_pings() {
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--idle-timeout", "2"], &[]);
+    let mut quiet = Client::connect(server.addr);
+    let mut pinger = Client::connect(server.addr);
+    let (idq, _) = quiet.register_login("q", PW);
+    let (idp, _) = pinger.register_login("p", PW);
+
+    // The pinger keeps the connection alive for 5 s (a PING every half
+    // second, well inside the 2 s timeout even on a slow machine).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        pinger.send(&json!({"msgid": 16}));
+        pinger.recv_msgid(17);
+        thread::sleep(Duration::from_millis(500));
+    }
+    pinger.send(&json!({"msgid": 16}));
+    pinger.recv_msgid(17);
+    assert_eq!(user_state(&db, idp), "online", "the pinging user went offline");
+
+    // The quiet one has been closed (or is closed soon) and is offline.
+    let frames = quiet.expect_closed();
+    assert!(frames.is_empty(), "the idle client got frames: {frames:?}");
+    wait_user_state(&db, idq, "offline");
+    // And can come back.
+    let mut back = Client::connect(server.addr);
+    login_when_released(&mut back, idq, PW);
+}
+
+#[test]
+fn an_abrupt_close_makes_the_user_offline_tells_friends_and_allows_a_new_login() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut a = Client::connect(server.addr);
+    a.register_login("a", PW);
+    let nameb = unique_name("b");
+    let idb = a.register(&nameb, PW);
+    a.send(&json!({"msgid": 7, "friendid": idb}));
+    assert_eq!(a.recv_msgid(12)["errno"].as_i64(), Some(0));
+
+    let mut b = Client::connect(server.addr);
+    b.login_ok(idb, PW);
+    let online = json!({"msgid": 15, "id": idb, "name": nameb, "state": "online"});
+    let offline = json!({"msgid": 15, "id": idb, "name": nameb, "state": "offline"});
+    assert_eq!(a.recv_msgid(15), online);
+
+    drop(b);
+    assert_eq!(a.recv_msgid(15), offline);
+    wait_user_state(&db, idb, "offline");
+
+    let mut b = Client::connect(server.addr);
+    let ack = login_when_released(&mut b, idb, PW);
+    assert_eq!(ack["name"], nameb.as_str());
+    assert_eq!(a.recv_msgid(15), online);
+    // And chats again.
+    a.send(&json!({"msgid": 6, "toid": idb, "msg": "welcome back"}));
+    assert_eq!(b.recv_msgid(6)["msg"], "welcome back");
+}
