@@ -256,13 +256,15 @@ impl<H: Handler> EventLoop<H> {
 
     fn deliver(&mut self, token: u64, msg: H::Message) {
         let handler = Arc::clone(&self.handler);
+        // A closing connection still gets its messages: its session must see
+        // them, and frames it cannot write come back to `closed` as unsent.
         match self.conn(token) {
-            Some(conn) if conn.closing.is_none() => {
+            Some(conn) => {
                 let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
                 handler.message(&mut conn.session, msg, &mut outbox);
                 self.mark_dirty(token);
             }
-            _ => handler.undeliverable(msg),
+            None => handler.undeliverable(msg),
         }
     }
 

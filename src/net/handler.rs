@@ -75,7 +75,7 @@ pub trait Handler: Send + Sync + 'static {
     fn too_large(&self, session: &mut Self::Session, out: &mut Outbox<'_>);
     /// A message sent to this connection from elsewhere.
     fn message(&self, session: &mut Self::Session, msg: Self::Message, out: &mut Outbox<'_>);
-    /// A message whose connection was gone or closing when it arrived.
+    /// A message whose connection was gone when it arrived.
     fn undeliverable(&self, msg: Self::Message);
     /// Everything up to a [`Outbox::send_marked`] frame has been written.
     fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
