@@ -57,23 +57,14 @@ impl ClientProc {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                        sink.lines
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(text);
+                        sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push(text);
                         sink.grew.notify_all();
                     }
                 }
             }
         });
         let stdin = child.stdin.take();
-        ClientProc {
-            child,
-            stdin,
-            output,
-            cursor: 0,
-            label,
-        }
+        ClientProc { child, stdin, output, cursor: 0, label }
     }
 
     fn connect(label: &'static str, addr: SocketAddr) -> ClientProc {
@@ -98,11 +89,7 @@ impl ClientProc {
     }
 
     fn transcript(&self) -> String {
-        self.output
-            .lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.output.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 
     /// Waits for the first line at or after the cursor that satisfies
@@ -118,18 +105,9 @@ impl ClientProc {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!(
-                    "{}: no line {what} within {WAIT:?}; output so far:\n{}",
-                    self.label,
-                    lines.join("\n")
-                );
+                panic!("{}: no line {what} within {WAIT:?}; output so far:\n{}", self.label, lines.join("\n"));
             }
-            lines = self
-                .output
-                .grew
-                .wait_timeout(lines, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            lines = self.output.grew.wait_timeout(lines, left).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -151,13 +129,7 @@ impl ClientProc {
     /// The whole first menu, ending with its prompt.
     fn expect_menu(&mut self) {
         self.expect_exact("========================");
-        for line in [
-            "1. login",
-            "2. register",
-            "3. quit",
-            "========================",
-            "choice:",
-        ] {
+        for line in ["1. login", "2. register", "3. quit", "========================", "choice:"] {
             assert_eq!(self.next_line(), line, "{}: menu", self.label);
         }
     }
@@ -196,11 +168,7 @@ impl ClientProc {
             match self.child.try_wait() {
                 Ok(Some(status)) => return status,
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) => panic!(
-                    "{}: still running after {WAIT:?}; output:\n{}",
-                    self.label,
-                    self.transcript()
-                ),
+                Ok(None) => panic!("{}: still running after {WAIT:?}; output:\n{}", self.label, self.transcript()),
                 Err(e) => panic!("{}: try_wait failed: {e}", self.label),
             }
         }
@@ -281,22 +249,15 @@ fn two_users_chat_through_their_clients() {
     a.type_line(&format!("chat:{id_b}:while you were out"));
     a.type_line("creategroup:crabs:all: about crabs");
     let line = a.expect("create group success, groupid is ");
-    let group: i64 = line
-        .rsplit(' ')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("no group id in {line:?}"));
+    let group: i64 =
+        line.rsplit(' ').next().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("no group id in {line:?}"));
 
     b.login(id_b, "pb");
     b.expect_exact(&format!("current login user => id:{id_b} name:{name_b}"));
     b.expect_exact(BOX_END);
     let offline = b.next_line();
     assert!(
-        is_chat_line(
-            &offline,
-            "",
-            &format!("[{id_a}]{name_a} said: while you were out")
-        ),
+        is_chat_line(&offline, "", &format!("[{id_a}]{name_a} said: while you were out")),
         "offline message line: {offline:?}"
     );
     a.expect_exact(&format!("[{id_b}]{name_b} is online"));
@@ -304,28 +265,14 @@ fn two_users_chat_through_their_clients() {
     // Live one-to-one chat; the message keeps its colons.
     a.type_line(&format!("chat:{id_b}:hello:with colon"));
     let line = b.expect(&format!("[{id_a}]{name_a} said: hello:with colon"));
-    assert!(
-        is_chat_line(
-            &line,
-            "",
-            &format!("[{id_a}]{name_a} said: hello:with colon")
-        ),
-        "{line:?}"
-    );
+    assert!(is_chat_line(&line, "", &format!("[{id_a}]{name_a} said: hello:with colon")), "{line:?}");
 
     // B joins the group; group messages reach the other member.
     b.type_line(&format!("addgroup:{group}"));
     b.expect_exact(&format!("join group {group} success"));
     a.type_line(&format!("groupchat:{group}:hi crabs"));
     let line = b.expect(&format!("[{id_a}]{name_a} said: hi crabs"));
-    assert!(
-        is_chat_line(
-            &line,
-            &format!("群消息[{group}]:"),
-            &format!("[{id_a}]{name_a} said: hi crabs")
-        ),
-        "{line:?}"
-    );
+    assert!(is_chat_line(&line, &format!("群消息[{group}]:"), &format!("[{id_a}]{name_a} said: hi crabs")), "{line:?}");
     b.type_line(&format!("groupchat:{group}:hi back"));
     let line = a.expect(&format!("[{id_b}]{name_b} said: hi back"));
     assert!(line.starts_with(&format!("群消息[{group}]:")), "{line:?}");
@@ -381,28 +328,16 @@ fn bad_arguments_and_no_server_are_reported() {
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", client_bin()))
     };
-    for args in [
-        &[][..],
-        &["127.0.0.1"],
-        &["127.0.0.1", "x"],
-        &["a", "1", "b"],
-    ] {
+    for args in [&[][..], &["127.0.0.1"], &["127.0.0.1", "x"], &["a", "1", "b"]] {
         let out = run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("usage: ChatClient IP PORT"),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.starts_with("usage: ChatClient IP PORT"), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
 
     // A port nobody listens on: take a free one and let it go.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-        .to_string();
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port().to_string();
     let out = run(&["127.0.0.1", &port]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
