@@ -11,7 +11,7 @@ use chatserver::model::server;
 use chatserver::net::{ConnId, Remote};
 use chatserver::service::cmd::{self, Caller, Outcome, SessionChange};
 use chatserver::service::request::Request;
-use chatserver::service::{Ctx, Jobs, Limits, Parts, User};
+use chatserver::service::{Ctx, Jobs, Lanes, Limits, Parts, User};
 use common::TestDb;
 use serde_json::Value;
 
@@ -30,6 +30,7 @@ fn context(db: &TestDb) -> std::sync::Arc<Ctx> {
         bus,
         remote: Remote::new(1).unwrap(),
         jobs: Jobs::new(1).unwrap(),
+        lanes: Lanes::new(2).unwrap(),
         limits: Limits::default(),
     })
 }
@@ -42,7 +43,7 @@ fn replies(outcome: &Outcome) -> Vec<Value> {
     outcome.replies.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
 }
 
-fn register(ctx: &Ctx, name: &str) -> i32 {
+fn register(ctx: &std::sync::Arc<Ctx>, name: &str) -> i32 {
     let out = cmd::apply(ctx, &caller(1, None), Request::Register { name: name.into(), password: "pw".into() });
     let reply = &replies(&out)[0];
     assert_eq!((reply["msgid"].as_i64(), reply["errno"].as_i64()), (Some(5), Some(0)), "{reply}");

@@ -10,8 +10,10 @@ use chatserver::bus::Bus;
 use chatserver::config::{ServerConfig, USAGE};
 use chatserver::db::{Pool, schema};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
-use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Parts, router};
+use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts, router};
 
+/// Threads that store messages in order, each for a share of the users.
+const LANES: usize = 4;
 /// How long a request waits for a MySQL connection before answering 500.
 const DB_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -48,12 +50,14 @@ fn run(config: ServerConfig) -> Result<(), String> {
 
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
     let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
+    let lanes = Lanes::new(LANES).map_err(|e| format!("cannot start lane threads: {e}"))?;
     let ctx = Ctx::new(Parts {
         db: pool,
         server_id: server_id(addr),
         bus: bus.clone(),
         remote: remote.clone(),
         jobs,
+        lanes,
         limits: config.limits,
     });
     let on_bus = Arc::clone(&ctx);
@@ -71,6 +75,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
 
     heartbeat.stop();
     ctx.jobs.shutdown();
+    ctx.lanes.shutdown();
     let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"));
     bus.stop();
     let marked = marked?;

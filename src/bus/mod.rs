@@ -23,7 +23,7 @@ use subscriber::Subscriber;
 /// Called on the subscriber thread with (user id, payload) for each message.
 pub type OnMessage = Box<dyn Fn(i32, &str) + Send + Sync>;
 
-/// How long a login waits for its subscription to be confirmed.
+/// How long a login or logout waits for Redis to confirm its channel.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// A handle to the bus; cheap to clone.
@@ -69,9 +69,10 @@ impl Bus {
         self.subscriber.subscribe(user, SUBSCRIBE_WAIT)
     }
 
-    /// Drops `user`'s channel; does not wait.
+    /// Drops `user`'s channel and waits until Redis confirms it, so that
+    /// from then on a message for `user` finds no one here and is stored.
     pub fn unsubscribe(&self, user: i32) {
-        self.subscriber.unsubscribe(user);
+        self.subscriber.unsubscribe(user, SUBSCRIBE_WAIT);
     }
 
     /// Publishes each `(user, payload)` in one round trip; `true` where some

@@ -24,7 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 enum Change {
     /// Subscribe; the sender learns whether Redis confirmed it.
     Subscribe(i32, SyncSender<bool>),
-    Unsubscribe(i32),
+    /// Unsubscribe; the sender learns when it is done.
+    Unsubscribe(i32, SyncSender<bool>),
 }
 
 pub(super) struct Subscriber {
@@ -72,8 +73,10 @@ impl Subscriber {
         rx.recv_timeout(wait).unwrap_or(false)
     }
 
-    pub(super) fn unsubscribe(&self, user: i32) {
-        self.changes.lock().push(Change::Unsubscribe(user));
+    pub(super) fn unsubscribe(&self, user: i32, wait: Duration) {
+        let (tx, rx): (SyncSender<bool>, Receiver<bool>) = sync_channel(1);
+        self.changes.lock().push(Change::Unsubscribe(user, tx));
+        let _ = rx.recv_timeout(wait);
     }
 
     pub(super) fn stop(&self) {
@@ -120,9 +123,10 @@ impl Worker {
                         pubsub.subscribe(channel(&namespace, user))?;
                         let _ = done.try_send(true);
                     }
-                    Change::Unsubscribe(user) => {
+                    Change::Unsubscribe(user, done) => {
                         self.wanted.remove(&user);
                         pubsub.unsubscribe(channel(&namespace, user))?;
+                        let _ = done.try_send(true);
                     }
                 }
             }
@@ -151,8 +155,9 @@ impl Worker {
                         self.wanted.insert(user);
                         let _ = done.try_send(false);
                     }
-                    Change::Unsubscribe(user) => {
+                    Change::Unsubscribe(user, done) => {
                         self.wanted.remove(&user);
+                        let _ = done.try_send(false);
                     }
                 }
             }

@@ -7,11 +7,12 @@ use mysql::prelude::Queryable;
 use crate::db::DbError;
 
 /// Claims `userid` for `server` unless a live server (heartbeat younger than
-/// `alive`) has them already; true when the claim won. Run it in the
+/// `alive`, or `server` itself, which is running since it asks) has them
+/// already; true when the claim won. Run it in the
 /// transaction that holds the user's row (see [`super::user::lock`]), so two
 /// logins of one user cannot both win.
 pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Duration) -> Result<bool, DbError> {
-    if holder(conn, userid, alive)?.is_some() {
+    if holder(conn, userid, server, alive)?.is_some() {
         return Ok(false);
     }
     conn.exec_drop("REPLACE INTO online (userid, server) VALUES (?, ?)", (userid, server))?;
@@ -19,12 +20,14 @@ pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Durati
     Ok(true)
 }
 
-/// The live server (heartbeat younger than `alive`) holding `userid`, if any.
-pub fn holder(conn: &mut impl Queryable, userid: i32, alive: Duration) -> Result<Option<String>, DbError> {
+/// The live server holding `userid`, if any: one whose heartbeat is younger
+/// than `alive`, or `me` (the asking server is alive even while MySQL was
+/// too far away for its heartbeat).
+pub fn holder(conn: &mut impl Queryable, userid: i32, me: &str, alive: Duration) -> Result<Option<String>, DbError> {
     Ok(conn.exec_first(
-        "SELECT o.server FROM online o JOIN server s ON s.id = o.server \
-         WHERE o.userid = ? AND s.heartbeat > NOW(3) - INTERVAL ? SECOND",
-        (userid, alive.as_secs()),
+        "SELECT o.server FROM online o LEFT JOIN server s ON s.id = o.server \
+         WHERE o.userid = ? AND (o.server = ? OR s.heartbeat > NOW(3) - INTERVAL ? SECOND)",
+        (userid, me, alive.as_secs()),
     )?)
 }
 

@@ -15,6 +15,10 @@ pub struct OutBuffer {
     written: u64,
     /// `(end, mark)`: once `written >= end`, `mark` is reported done.
     marks: VecDeque<(u64, u64)>,
+    /// Bytes up to this offset belong to marked frames, which the client
+    /// asked for (a LOGIN_ACK with its stored messages) and which therefore
+    /// do not count towards the cap on a client that does not read.
+    exempt_end: u64,
 }
 
 /// Buffers larger than this are freed once empty, so one burst does not pin
@@ -29,10 +33,18 @@ impl OutBuffer {
         self.buf.push(0);
     }
 
-    /// Adds a mark reported once everything pushed so far has been written.
+    /// Adds a mark reported once everything pushed so far has been written;
+    /// what was pushed so far is exempt from the cap.
     pub fn push_mark(&mut self, mark: u64) {
         let end = self.written + (self.buf.len() - self.start) as u64;
         self.marks.push_back((end, mark));
+        self.exempt_end = end;
+    }
+
+    /// Unwritten bytes that count towards the cap.
+    pub fn capped_len(&self) -> usize {
+        let exempt = self.exempt_end.saturating_sub(self.written) as usize;
+        self.len().saturating_sub(exempt)
     }
 
     /// Unwritten bytes.
@@ -119,5 +131,24 @@ mod tests {
         assert_eq!(sent, b"hello\0x\0");
         assert_eq!(out.pop_done_mark(), Some(7));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn marked_frames_do_not_count_towards_the_cap() {
+        let mut out = OutBuffer::default();
+        out.push_frame(b"live");
+        out.push_frame(b"login ack");
+        out.push_mark(1);
+        assert_eq!(out.capped_len(), 0);
+        out.push_frame(b"later");
+        assert_eq!(out.capped_len(), 6);
+        let mut budget = 3;
+        out.flush(|b| {
+            let n = b.len().min(budget);
+            budget -= n;
+            if n == 0 { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+        })
+        .unwrap();
+        assert_eq!(out.capped_len(), 6);
     }
 }

@@ -84,6 +84,18 @@ fn index_of(token: u64) -> usize {
     (token & 0xffff_ffff) as usize
 }
 
+/// The live connection `token` names in `slots`, if any. A free function
+/// (not a method) so that callers can hold it while borrowing the loop's
+/// other fields, the handler above all: cloning the handler's `Arc` per call
+/// instead made both loops bounce its reference count between cores.
+fn find<S>(slots: &mut [Slot<S>], token: u64) -> Option<&mut Connection<S>> {
+    let slot = slots.get_mut(index_of(token))?;
+    if token_of(index_of(token) as u32, slot.generation) != token {
+        return None;
+    }
+    slot.conn.as_mut()
+}
+
 impl<H: Handler> EventLoop<H> {
     pub(super) fn new(
         index: usize,
@@ -165,11 +177,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn conn(&mut self, token: u64) -> Option<&mut Connection<H::Session>> {
-        let slot = self.slots.get_mut(index_of(token))?;
-        if token_of(index_of(token) as u32, slot.generation) != token {
-            return None;
-        }
-        slot.conn.as_mut()
+        find(&mut self.slots, token)
     }
 
     fn adopt(&mut self, fd: OwnedFd) {
@@ -202,15 +210,15 @@ impl<H: Handler> EventLoop<H> {
     /// Reads until the socket is empty or the budget is spent, handing each
     /// frame to the handler.
     fn read(&mut self, token: u64) {
-        let handler = Arc::clone(&self.handler);
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let handler = &*self.handler;
+        let scratch = &mut self.scratch;
         let now = self.now;
         let mut budget = READ_BUDGET;
         let mut end = None;
         let mut more = false;
-        if let Some(conn) = self.conn(token) {
+        if let Some(conn) = find(&mut self.slots, token) {
             while conn.closing.is_none() {
-                match sys::read(conn.fd.as_fd(), &mut scratch) {
+                match sys::read(conn.fd.as_fd(), scratch) {
                     Ok(0) => {
                         end = Some(CloseReason::PeerClosed);
                         break;
@@ -244,7 +252,6 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
-        self.scratch = scratch;
         if more {
             self.unread.push(token);
         }
@@ -255,17 +262,17 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn deliver(&mut self, token: u64, msg: H::Message) {
-        let handler = Arc::clone(&self.handler);
+        let handler = &*self.handler;
         // A closing connection still gets its messages: its session must see
         // them, and frames it cannot write come back to `closed` as unsent.
-        match self.conn(token) {
+        match find(&mut self.slots, token) {
             Some(conn) => {
                 let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
                 handler.message(&mut conn.session, msg, &mut outbox);
-                self.mark_dirty(token);
             }
-            None => handler.undeliverable(msg),
+            None => return handler.undeliverable(msg),
         }
+        self.mark_dirty(token);
     }
 
     fn request_close(&mut self, token: u64) {
@@ -298,9 +305,9 @@ impl<H: Handler> EventLoop<H> {
     /// Writes pending output, reports finished marks, and closes the
     /// connection if it asked to or if it stopped reading.
     fn flush(&mut self, token: u64) {
-        let handler = Arc::clone(&self.handler);
+        let handler = &*self.handler;
         let max_output = self.config.max_output;
-        let Some(conn) = self.conn(token) else { return };
+        let Some(conn) = find(&mut self.slots, token) else { return };
         let result = loop {
             let fd = conn.fd.as_fd();
             if let Err(e) = conn.out.flush(|bytes| sys::write(fd, bytes)) {
@@ -320,7 +327,7 @@ impl<H: Handler> EventLoop<H> {
             }
         };
         let reason = result.or_else(|| {
-            if conn.out.len() > max_output {
+            if conn.out.capped_len() > max_output {
                 Some(CloseReason::OutputOverflow)
             } else if conn.out.is_empty() {
                 conn.closing

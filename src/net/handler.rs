@@ -47,7 +47,8 @@ impl Outbox<'_> {
     }
 
     /// Queues one frame and asks for [`Handler::written`] with `mark` once it
-    /// has been written out whole.
+    /// has been written out whole. The frame does not count towards the
+    /// output cap: the client asked for it, however large it is.
     pub fn send_marked(&mut self, payload: &[u8], mark: u64) {
         self.out.push_frame(payload);
         self.out.push_mark(mark);

@@ -10,7 +10,7 @@ mod frame;
 mod handler;
 mod remote;
 mod server;
-mod sys;
+pub(crate) mod sys;
 
 pub use config::NetConfig;
 pub use error::NetError;

@@ -5,6 +5,7 @@
 //! while it does, the connection's later requests wait in its session, so
 //! each connection's requests are carried out in the order they were sent.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::router;
-use super::session::{Leftover, Session};
+use super::session::{Leftover, Session, User};
 use crate::model::offline_message;
 use crate::net::{CloseReason, ConnId, Handler, Outbox};
 
@@ -103,24 +104,32 @@ impl ChatService {
         }
     }
 
-    /// Carries out what a closed connection still owed, then logs it out.
-    fn settle(&self, conn: ConnId, leftover: Leftover) {
+    /// Takes the user of a closed connection offline, on their lane: the
+    /// messages the connection never wrote out are stored first, ahead of
+    /// anything re-routed to the user after the close.
+    fn go_offline_later(&self, me: User, conn: ConnId, unsent: Vec<Delivery>) {
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.lanes.spawn(me.id, move || {
+            if let Err(e) = cmd::go_offline(&ctx, &me, conn, unsent) {
+                eprintln!("user {} could not be taken offline: {e}", me.id);
+            }
+        });
+    }
+
+    /// Carries out, in order, the requests a closed connection sent that had
+    /// not run yet (its messages to others still go out); logging in or out
+    /// on a closed connection is moot.
+    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<Request>) {
+        if queued.is_empty() {
+            return;
+        }
         let ctx = Arc::clone(&self.ctx);
         self.ctx.jobs.spawn(move || {
-            let mut caller = Caller { conn, user: leftover.user };
-            for request in leftover.queued {
-                match cmd::apply(&ctx, &caller, request).change {
-                    Some(SessionChange::LoggedIn { user, .. }) => caller.user = Some(user),
-                    Some(SessionChange::LoggedOut) => caller.user = None,
-                    Some(SessionChange::LoginFailed) | None => {}
+            let caller = Caller { conn, user };
+            for request in queued {
+                if !matches!(request, Request::Login { .. } | Request::Logout) {
+                    cmd::apply(&ctx, &caller, request);
                 }
-            }
-            let result = match caller.user {
-                Some(me) => cmd::go_offline(&ctx, &me, conn, leftover.unsent),
-                None => router::route(&ctx, leftover.unsent),
-            };
-            if let Err(e) = result {
-                eprintln!("a closed connection could not be settled: {e}");
             }
         });
     }
@@ -185,13 +194,17 @@ impl Handler for ChatService {
         match msg {
             Message::Deliver(delivery) => router::reroute(&self.ctx, delivery),
             Message::Done { conn, outcome } => {
-                let mut leftover = self.ctx.leftovers.lock().remove(&conn).unwrap_or_default();
-                match outcome.change {
-                    Some(SessionChange::LoggedIn { user, .. }) => leftover.user = Some(user),
-                    Some(SessionChange::LoggedOut) => leftover.user = None,
-                    Some(SessionChange::LoginFailed) | None => {}
-                }
-                self.settle(conn, leftover);
+                // The connection closed while this job ran.
+                let leftover = self.ctx.leftovers.lock().remove(&conn).unwrap_or_default();
+                let user = match outcome.change {
+                    Some(SessionChange::LoggedIn { user, .. }) => {
+                        self.go_offline_later(user.clone(), conn, Vec::new());
+                        Some(user)
+                    }
+                    Some(SessionChange::LoggedOut) => None,
+                    Some(SessionChange::LoginFailed) | None => leftover.user,
+                };
+                self.run_leftover(conn, user, leftover.queued);
             }
         }
     }
@@ -223,11 +236,15 @@ impl Handler for ChatService {
             }
             return;
         }
-        let leftover = Leftover { user: session.user, queued: session.queued, unsent: undelivered };
+        match &session.user {
+            Some(me) => self.go_offline_later(me.clone(), session.conn, undelivered),
+            None => undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d)),
+        }
         if session.busy {
+            let leftover = Leftover { user: session.user, queued: session.queued };
             self.ctx.leftovers.lock().insert(session.conn, leftover);
-        } else if leftover.user.is_some() || !leftover.queued.is_empty() || !leftover.unsent.is_empty() {
-            self.settle(session.conn, leftover);
+        } else {
+            self.run_leftover(session.conn, session.user, session.queued);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::jobs::Jobs;
+use super::lanes::Lanes;
 use super::limits::{Limits, LoginThrottle};
 use super::message::Message;
 use super::password;
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub remote: Remote<Message>,
     /// Threads for blocking work.
     pub jobs: Jobs,
+    /// Per-receiver queues for storing and re-routing messages in order.
+    pub lanes: Lanes,
     /// Work of connections that closed while a job of theirs was running,
     /// finished when that job's result comes back undeliverable.
     pub leftovers: Mutex<HashMap<ConnId, Leftover>>,
@@ -56,6 +59,7 @@ pub struct Parts {
     pub bus: Bus,
     pub remote: Remote<Message>,
     pub jobs: Jobs,
+    pub lanes: Lanes,
     pub limits: Limits,
 }
 
@@ -68,6 +72,7 @@ impl Ctx {
             bus: parts.bus,
             remote: parts.remote,
             jobs: parts.jobs,
+            lanes: parts.lanes,
             leftovers: Mutex::new(HashMap::new()),
             limits: parts.limits,
             throttle: LoginThrottle::default(),

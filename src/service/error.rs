@@ -10,6 +10,8 @@ pub enum ServiceError {
     Db(DbError),
     /// The system's random source failed while salting a password.
     Hash,
+    /// The server is shutting down and no longer stores messages.
+    Stopping,
 }
 
 impl fmt::Display for ServiceError {
@@ -17,6 +19,7 @@ impl fmt::Display for ServiceError {
         match self {
             ServiceError::Db(e) => write!(f, "{e}"),
             ServiceError::Hash => write!(f, "password hashing failed"),
+            ServiceError::Stopping => write!(f, "the server is shutting down"),
         }
     }
 }

@@ -41,7 +41,7 @@ impl Heartbeat {
     }
 }
 
-fn run(ctx: &Ctx, stopped: &Receiver<()>) {
+fn run(ctx: &Arc<Ctx>, stopped: &Receiver<()>) {
     let mut failing = false;
     loop {
         match stopped.recv_timeout(HEARTBEAT) {
@@ -63,12 +63,12 @@ fn run(ctx: &Ctx, stopped: &Receiver<()>) {
     }
 }
 
-fn beat(ctx: &Ctx) -> Result<(), DbError> {
+fn beat(ctx: &Arc<Ctx>) -> Result<(), DbError> {
     ctx.db.run(|c| server::beat(c, &ctx.server_id))
 }
 
 /// Releases the users of servers whose heartbeat stopped (crashed, killed).
-fn reap(ctx: &Ctx) -> Result<(), DbError> {
+fn reap(ctx: &Arc<Ctx>) -> Result<(), DbError> {
     for dead in ctx.db.run(|c| server::dead(c, ALIVE))? {
         let users = release_server(ctx, &dead)?;
         eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
@@ -81,7 +81,7 @@ fn reap(ctx: &Ctx) -> Result<(), DbError> {
 /// again users whose rows were released while this server could not beat
 /// (another server took it for dead). A user who meanwhile logged in on a
 /// live server is disconnected here, so they are logged in once.
-fn repair(ctx: &Ctx) -> Result<(), DbError> {
+fn repair(ctx: &Arc<Ctx>) -> Result<(), DbError> {
     let held: HashSet<i32> = ctx.db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
     for &user in held.iter().filter(|&&u| ctx.registry.get(u).is_none()) {
         ctx.db.run(|c| online::release(c, user, &ctx.server_id))?;
@@ -91,7 +91,7 @@ fn repair(ctx: &Ctx) -> Result<(), DbError> {
             let mut tx = c.start_transaction(TxOpts::default())?;
             user::lock(&mut tx, &[user])?;
             // A login that finished since the read above holds it already.
-            let ours = online::holder(&mut tx, user, ALIVE)?.is_some_and(|h| h == ctx.server_id);
+            let ours = online::holder(&mut tx, user, &ctx.server_id, ALIVE)?.is_some_and(|h| h == ctx.server_id);
             let claimed = ours || online::claim(&mut tx, user, &ctx.server_id, ALIVE)?;
             tx.commit()?;
             Ok(claimed)
@@ -106,7 +106,7 @@ fn repair(ctx: &Ctx) -> Result<(), DbError> {
 
 /// Marks every user `server` holds offline, forgets the server, and tells
 /// the users who have them as friends.
-pub fn release_server(ctx: &Ctx, server_id: &str) -> Result<Vec<i32>, DbError> {
+pub fn release_server(ctx: &Arc<Ctx>, server_id: &str) -> Result<Vec<i32>, DbError> {
     let (users, followers) = ctx.db.run(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         let users = online::release_server(&mut tx, server_id)?;

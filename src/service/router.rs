@@ -1,6 +1,7 @@
 //! Getting a frame to a user: live if they are online on this server, over
 //! the bus if they are online on another, else into the offline store.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mysql::TxOpts;
@@ -10,9 +11,9 @@ use super::error::ServiceError;
 use super::message::{Delivery, Message};
 use crate::model::{offline_message, user};
 
-/// Sends each delivery live or stores it; an error means nothing of the
-/// unsent part was stored (the caller answers 500).
-pub fn route(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+/// Sends each delivery live or stores it; an error means the unsent part
+/// was not stored, or only for some receivers (the caller answers 500).
+pub fn route(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
     let remote = send_where_online(ctx, deliveries);
     if remote.is_empty() {
         return Ok(());
@@ -33,11 +34,30 @@ fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
     elsewhere.into_iter().zip(taken).filter(|(d, taken)| d.keep && !taken).map(|(d, _)| d).collect()
 }
 
-/// Stores deliveries for users found offline. The receivers' rows are
-/// locked first, and whether they are online is asked again under the lock:
-/// a login takes the same lock around "go online, read the store", so a
-/// message is either read by that login or delivered live after it.
-fn store(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+/// Stores deliveries for users found offline, each on its receiver's lane
+/// (behind anything re-routed to them earlier), and waits for all.
+fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+    let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
+    for delivery in deliveries {
+        by_lane.entry(ctx.lanes.of(delivery.to)).or_default().push(delivery);
+    }
+    let mut result = Ok(());
+    for (lane, batch) in by_lane {
+        let lane_ctx = Arc::clone(ctx);
+        match ctx.lanes.run(lane, move || store_on_lane(&lane_ctx, batch)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => result = Err(e),
+            None => result = Err(ServiceError::Stopping),
+        }
+    }
+    result
+}
+
+/// Stores on the current lane. The receivers' rows are locked first, and
+/// whether they are online is asked again under the lock: a login takes the
+/// same lock around "go online, read the store", so a message is either in
+/// that read or delivered live after it.
+fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
     let ids: Vec<i32> = deliveries.iter().map(|d| d.to).collect();
     ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
@@ -63,13 +83,14 @@ pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> bool {
 }
 
 /// A delivery that missed its connection (the user logged out meanwhile):
-/// route it again on a job thread.
+/// route it again on the receiver's lane, behind the logout of the closed
+/// connection, so the user's messages are stored in the order sent.
 pub fn reroute(ctx: &Arc<Ctx>, delivery: Delivery) {
     if !delivery.keep {
         return;
     }
     let job_ctx = Arc::clone(ctx);
-    ctx.jobs.spawn(move || {
+    ctx.lanes.spawn(delivery.to, move || {
         if let Err(e) = route(&job_ctx, vec![delivery]) {
             eprintln!("a message for an offline user could not be stored: {e}");
         }

@@ -58,14 +58,12 @@ impl Session {
     }
 }
 
-/// What a closed connection still owes: its waiting requests, carried out
-/// in order for the user, then the logout.
+/// What a connection that closed while a job of its ran still owes: its
+/// waiting requests, carried out in order once that job is done.
 #[derive(Default)]
 pub struct Leftover {
     /// The user of the closed connection, if logged in.
     pub user: Option<User>,
     /// Requests it sent that had not run yet.
     pub queued: VecDeque<Request>,
-    /// Messages for its user that it never received; stored offline.
-    pub unsent: Vec<Delivery>,
 }

@@ -1,5 +1,7 @@
 //! ADD_FRIEND: one-way friendship, as in the original.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::Outcome;
@@ -13,7 +15,7 @@ fn refuse(errno: Errno, errmsg: &str) -> Result<Outcome, ServiceError> {
     Ok(Outcome::reply(protocol::ack_error(msgid::ADD_FRIEND_ACK, errno, errmsg)))
 }
 
-pub fn apply(ctx: &Ctx, me: &User, friendid: i32) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, me: &User, friendid: i32) -> Result<Outcome, ServiceError> {
     if friendid == me.id {
         return refuse(Errno::Exists, "you cannot add yourself as a friend");
     }

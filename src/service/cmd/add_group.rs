@@ -1,5 +1,7 @@
 //! ADD_GROUP: join a group as a normal member.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::Outcome;
@@ -9,7 +11,7 @@ use crate::service::error::ServiceError;
 use crate::service::protocol::{self, Errno, msgid};
 use crate::service::session::User;
 
-pub fn apply(ctx: &Ctx, me: &User, groupid: i32) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, me: &User, groupid: i32) -> Result<Outcome, ServiceError> {
     let mut conn = ctx.db.get()?;
     let reply = if !conn.run(|c| group::exists(c, groupid))? {
         protocol::ack_error(msgid::ADD_GROUP_ACK, Errno::NoSuchGroup, Errno::NoSuchGroup.text())

@@ -1,5 +1,7 @@
 //! CREATE_GROUP: a new group with its creator as first member.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::{Outcome, within};
@@ -9,7 +11,7 @@ use crate::service::error::ServiceError;
 use crate::service::protocol::{self, Errno, msgid};
 use crate::service::session::User;
 
-pub fn apply(ctx: &Ctx, me: &User, name: &str, desc: &str) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, me: &User, name: &str, desc: &str) -> Result<Outcome, ServiceError> {
     if !within(name, 1, 50) || !within(desc, 0, 200) {
         let why = "group name must be 1 to 50 characters, description at most 200";
         return Ok(Outcome::reply(protocol::ack_error(msgid::CREATE_GROUP_ACK, Errno::Malformed, why)));

@@ -12,7 +12,7 @@ use crate::service::protocol::{self, Errno};
 use crate::service::router;
 use crate::service::session::User;
 
-pub fn apply(ctx: &Ctx, me: &User, groupid: i32, msg: &str) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, me: &User, groupid: i32, msg: &str) -> Result<Outcome, ServiceError> {
     let members = ctx.db.run(|c| group_user::member_ids(c, groupid))?;
     if !members.contains(&me.id) {
         let errno = if members.is_empty() && !ctx.db.run(|c| group::exists(c, groupid))? {

@@ -21,7 +21,7 @@ fn refuse(errno: Errno, errmsg: &str) -> Result<Outcome, ServiceError> {
     Ok(Outcome::reply(protocol::ack_error(msgid::LOGIN_ACK, errno, errmsg)))
 }
 
-pub fn apply(ctx: &Ctx, caller: &Caller, id: i32, password: &str) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, password: &str) -> Result<Outcome, ServiceError> {
     if caller.user.is_some() {
         return refuse(Errno::InUse, "already logged in on this connection; log out first");
     }
@@ -72,7 +72,12 @@ struct Loaded {
 /// storing a message takes the same lock and asks again whether the user is
 /// reachable, so each message is either in this read or delivered live;
 /// live ones wait in the session until the LOGIN_ACK is out.
-fn go_online(ctx: &Ctx, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
+fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
+    if ctx.registry.get(id).is_some() {
+        // Logged in here already; answered without MySQL, whose view may lag
+        // after an outage until the heartbeat repairs it.
+        return Ok(None);
+    }
     let mut reachable = false;
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;

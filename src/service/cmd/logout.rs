@@ -14,7 +14,7 @@ use crate::service::protocol;
 use crate::service::router;
 use crate::service::session::User;
 
-pub fn apply(ctx: &Ctx, me: &User, conn: ConnId) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, ServiceError> {
     go_offline(ctx, me, conn, Vec::new())?;
     Ok(Outcome { replies: Vec::new(), change: Some(SessionChange::LoggedOut) })
 }
@@ -23,7 +23,7 @@ pub fn apply(ctx: &Ctx, me: &User, conn: ConnId) -> Result<Outcome, ServiceError
 /// who have `me` as a friend. `unsent` (messages for `me` that the
 /// connection never wrote out) is stored in the same step, under the user's
 /// row lock, ahead of anything sent to `me` afterwards.
-pub fn go_offline(ctx: &Ctx, me: &User, conn: ConnId, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
+pub fn go_offline(ctx: &Arc<Ctx>, me: &User, conn: ConnId, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
     if ctx.registry.get(me.id) != Some(conn) {
         return router::route(ctx, unsent);
     }

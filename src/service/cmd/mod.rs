@@ -2,6 +2,8 @@
 //! request to the replies for the caller (deliveries to others go through
 //! the router as part of the work).
 
+use std::sync::Arc;
+
 mod add_friend;
 mod add_group;
 mod create_group;
@@ -64,7 +66,7 @@ impl Outcome {
 
 /// Carries out `request` for `caller`; a storage failure becomes errno 500
 /// in the request's own reply form.
-pub fn apply(ctx: &Ctx, caller: &Caller, request: Request) -> Outcome {
+pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
     let storage_failure = storage_failure_reply(&request);
     let result = match (&caller.user, request) {
         (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),

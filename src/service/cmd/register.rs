@@ -1,5 +1,7 @@
 //! REG: create a user with a hashed password.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::{Outcome, within};
@@ -12,7 +14,7 @@ use crate::service::protocol::{self, Errno, msgid};
 /// Longest name or password, in characters.
 const MAX_LEN: usize = 50;
 
-pub fn apply(ctx: &Ctx, name: &str, password: &str) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, name: &str, password: &str) -> Result<Outcome, ServiceError> {
     if !within(name, 1, MAX_LEN) || !within(password, 1, MAX_LEN) {
         let why = "name and password must be 1 to 50 characters";
         return Ok(Outcome::reply(protocol::ack_error(msgid::REG_ACK, Errno::Invalid, why)));

@@ -1,0 +1,220 @@
+//! A throwaway MariaDB server for one test: its own data directory (under
+//! the temp dir), its own port on 127.0.0.1, started and stopped by the test
+//! itself, so a test can take MySQL away without touching the shared one.
+//!
+//! Use from a test file as
+//! `#[path = "support/mariadb.rs"] mod mariadb_support;`.
+//!
+//! Dropping the value kills the server (if running) and deletes its data
+//! directory, also when the test panics.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long an install or a start may take on a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a SIGTERM shutdown may take before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A MariaDB server process of our own.
+pub struct ThrowawayMariaDb {
+    /// Holds `data/`, the socket, the pid file and the error log.
+    dir: PathBuf,
+    /// The TCP port it listens on (kept across restarts).
+    pub port: u16,
+    /// The running server, if any.
+    child: Option<Child>,
+}
+
+/// The first program of `names` found on PATH or in the usual sbin
+/// directories.
+fn find_program(names: &[&str]) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
+    for name in names {
+        for dir in &dirs {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!("none of {names:?} found on PATH or in /usr/sbin: install mariadb-server to run this test");
+}
+
+/// A TCP port that was free a moment ago, below the kernel's ephemeral
+/// range (32768 and up by default), so no outgoing connection takes it
+/// while the server is down between a stop and a restart.
+fn free_port() -> u16 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut candidate = 20_000 + (std::process::id().wrapping_mul(7919) ^ nanos) % 12_000;
+    for _ in 0..12_000 {
+        let port = u16::try_from(candidate).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        candidate = 20_000 + (candidate - 20_000 + 1) % 12_000;
+    }
+    panic!("no free TCP port between 20000 and 32000 on 127.0.0.1");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl ThrowawayMariaDb {
+    /// Creates a data directory with `mariadb-install-db` (root may log in
+    /// over TCP without a password) and starts a server on a free port.
+    pub fn start() -> ThrowawayMariaDb {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos();
+        let dir = std::env::temp_dir().join(format!("chat-mariadb-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        // From here on, Drop cleans up.
+        let mut db = ThrowawayMariaDb { dir, port: free_port(), child: None };
+        db.install();
+        db.restart();
+        db
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn error_log(&self) -> PathBuf {
+        self.dir.join("error.log")
+    }
+
+    /// The server's error log so far (for failure messages).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.error_log()).unwrap_or_default()
+    }
+
+    fn install(&self) {
+        let mut cmd = Command::new(find_program(&["mariadb-install-db", "mysql_install_db"]));
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data_dir().display()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db")
+            .arg("--skip-name-resolve");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run mariadb-install-db: {e}"));
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/<database>`.
+    pub fn url(&self, database: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Whether the server process is running (started and not exited).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => child.try_wait().expect("try_wait on mariadbd").is_none(),
+            None => false,
+        }
+    }
+
+    /// Starts the server on the same data directory and port, and waits
+    /// until it accepts a login.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "mariadbd is already running");
+        let mut cmd = Command::new(find_program(&["mariadbd", "mysqld"]));
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data_dir().display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .arg(format!("--pid-file={}", self.dir.join("mariadbd.pid").display()))
+            .arg(format!("--log-error={}", self.error_log().display()))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--skip-log-bin")
+            .arg("--skip-name-resolve")
+            .arg("--innodb-buffer-pool-size=32M")
+            .arg("--max-connections=200");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run mariadbd: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let opts = mysql::Opts::from_url(&format!("mysql://root@127.0.0.1:{}", self.port)).expect("url");
+        let opts = mysql::OptsBuilder::from_opts(opts).tcp_connect_timeout(Some(Duration::from_secs(2)));
+        loop {
+            if mysql::Conn::new(opts.clone()).is_ok() {
+                return;
+            }
+            if !self.is_running() {
+                panic!("mariadbd on port {} exited while starting; its log:\n{}", self.port, self.log());
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "mariadbd on port {} did not accept logins within {START_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, and waits for the process to exit (SIGKILL after
+    /// [`STOP_TIMEOUT`]); afterwards the port refuses connections.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if child.try_wait().ok().flatten().is_none() {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() >= deadline {
+                    eprintln!("mariadbd on port {} ignored SIGTERM for {STOP_TIMEOUT:?}; killing it", self.port);
+                    let _ = child.kill();
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = child.wait();
+    }
+
+    /// The data directory's parent, for diagnostics.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ThrowawayMariaDb {
+    fn drop(&mut self) {
+        // No panics here: this may run while unwinding.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            eprintln!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
