@@ -16,8 +16,9 @@
 -- password holds an argon2id PHC string ($argon2id$v=19$m=..,t=..,p=..$salt$hash):
 -- salt and cost parameters travel with the hash, and the plain password is
 -- never stored. 255 characters leave room for stronger parameters later.
--- state is the cluster-wide "logged in" flag: a login flips it from offline
--- to online in one atomic UPDATE, so one user is logged in at most once.
+-- state is what friend lists show. Who is really logged in where is the
+-- `online` table below, kept under this row's lock, so one user is logged
+-- in at most once in the cluster; state follows it.
 CREATE TABLE IF NOT EXISTS user (
     id INT NOT NULL AUTO_INCREMENT,
     name VARCHAR(50) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+/// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
+const MAX_FRAME_LIMIT: usize = 8 << 20;
+
 pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N] [--rate MSGS_PER_SEC]";
 
 fn number<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<T, String> {
@@ -64,8 +67,8 @@ impl ServerConfig {
         if net.threads == 0 || net.threads > 1024 {
             return Err("--threads must be between 1 and 1024".into());
         }
-        if net.max_frame < 64 {
-            return Err("--max-frame must be at least 64 bytes".into());
+        if !(64..=MAX_FRAME_LIMIT).contains(&net.max_frame) {
+            return Err(format!("--max-frame must be between 64 and {MAX_FRAME_LIMIT} bytes"));
         }
         if net.idle_timeout.is_zero() {
             return Err("--idle-timeout must be at least 1 second".into());

@@ -92,7 +92,7 @@ pub struct Options {
 /// What the command line asks for.
 pub enum Command {
     Bench(Box<Options>),
-    Relay { addr: SocketAddr, threads: usize, die_with_parent: bool },
+    Relay { addr: SocketAddr, threads: usize, spawned: bool },
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: Option<&str>) -> Result<T, String> {
@@ -192,7 +192,7 @@ fn check(o: &Options) -> Result<(), String> {
     if o.addr2.is_some() && o.addr.is_none() {
         return Err("--addr2 needs --addr".into());
     }
-    if !(o.secs > 0.0 && o.secs <= 86_400.0) || !(0.0..=3600.0).contains(&o.warmup) {
+    if !(o.secs > 0.0 && o.secs <= 86_400.0 && (0.0..=3600.0).contains(&o.warmup)) {
         return Err("--secs must be above 0 and --warmup 0 or more (seconds)".into());
     }
     let positive = [
@@ -225,11 +225,11 @@ fn check(o: &Options) -> Result<(), String> {
 fn parse_relay<'a>(mut iter: impl Iterator<Item = &'a str>) -> Result<Command, String> {
     let mut addr = None;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut die_with_parent = false;
+    let mut spawned = false;
     while let Some(arg) = iter.next() {
         match arg {
             "--threads" => threads = number(arg, iter.next())?,
-            "--die-with-parent" => die_with_parent = true,
+            "--spawned" => spawned = true,
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             value if addr.is_none() => {
                 addr = Some(match value.parse::<u16>() {
@@ -244,7 +244,7 @@ fn parse_relay<'a>(mut iter: impl Iterator<Item = &'a str>) -> Result<Command, S
         return Err("--threads must be at least 1".into());
     }
     let addr = addr.ok_or("relay-server needs a PORT or IP:PORT")?;
-    Ok(Command::Relay { addr, threads, die_with_parent })
+    Ok(Command::Relay { addr, threads, spawned })
 }
 
 #[cfg(test)]

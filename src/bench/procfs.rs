@@ -36,6 +36,23 @@ pub fn rss_kib(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| bad("no VmRSS in status"))
 }
 
+/// Context switches (voluntary and not) of all threads of `pid`: how often
+/// its threads slept and woke, the cost that grows with wake-ups per message.
+pub fn context_switches(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let Ok(text) = fs::read_to_string(task.path().join("status")) else { continue };
+        total += text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:").or(l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -103,6 +120,8 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(30) {}
         assert!(super::cpu_us(0).unwrap() > before);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(super::context_switches(std::process::id()).unwrap() > 0);
     }
 
     #[test]

@@ -171,12 +171,20 @@ impl Handler for Relay {
 }
 
 /// `ChatBench relay-server [IP:]PORT [--threads N]`: serves until SIGINT or
-/// SIGTERM (or, with `die_with_parent`, until the process that started it
-/// ends: a relay spawned by a bench run never outlives it).
-pub fn serve(addr: SocketAddr, threads: usize, die_with_parent: bool) -> Result<(), String> {
-    if die_with_parent {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number, no pointers.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+/// SIGTERM. With `spawned` (a relay started by a bench run) it also ends
+/// with the process that started it, and leaves that process's session: with
+/// the kernel's autogroup scheduling a session shares one slice of the CPU,
+/// and the relay must compete for it as a separately started ChatServer
+/// does, not share the load generator's.
+pub fn serve(addr: SocketAddr, threads: usize, spawned: bool) -> Result<(), String> {
+    if spawned {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and setsid
+        // takes nothing; neither touches memory. setsid failing (already a
+        // session leader) leaves things as they were, which is fine.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            libc::setsid();
+        }
     }
     if let Err(e) = crate::net::raise_nofile_limit() {
         eprintln!("relay: cannot raise the open-file limit: {e}");

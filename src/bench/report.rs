@@ -72,13 +72,7 @@ fn medians(runs: &[Run], target: &str) -> Vec<(&'static str, f64)> {
 }
 
 fn fmt(value: f64) -> String {
-    if value == value.trunc() && value.abs() < 1e15 {
-        format!("{value:.0}")
-    } else if value.abs() >= 100.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.2}")
-    }
+    if value == value.trunc() || value.abs() >= 100.0 { format!("{value:.0}") } else { format!("{value:.2}") }
 }
 
 /// Prints the human summary, and the JSON line if asked; returns the JSON.

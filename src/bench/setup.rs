@@ -6,8 +6,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -18,6 +18,9 @@ use super::wire::msgid;
 pub const PASSWORD: &str = "benchpw";
 /// How long one setup reply may take (a login waits behind others' hashes).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often connections idle during setup send a PING: well within the
+/// server's default idle timeout of 300 s.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
 /// How long a login keeps retrying "account in use": the server may still
 /// be logging out the same user from the previous run.
 const IN_USE_RETRY: Duration = Duration::from_secs(60);
@@ -73,6 +76,12 @@ impl SyncClient {
                 Err(e) => return Err(e.to_string()),
             }
         }
+    }
+
+    /// Sends a PING without waiting for its PONG (read and skipped later:
+    /// by `request`, or by the load engine, which ignores PONGs).
+    pub fn ping(&mut self) -> Result<(), String> {
+        self.stream.write_all(b"{\"msgid\":16}\0").map_err(|e| format!("keepalive PING: {e}"))
     }
 
     /// The socket, for the load engine. Unread complete frames are pushes
@@ -210,13 +219,32 @@ pub fn login(addr: SocketAddr, id: i32) -> Result<SyncClient, String> {
     }
 }
 
-/// Logs each `ids[i]` in on a connection to `addrs(i)`, `conc` at a time.
+/// Logs each `ids[i]` in on a connection to `addr_of(i)`, `conc` at a
+/// time. While a long setup runs (thousands of logins take minutes), the
+/// connections already logged in send a PING every [`KEEPALIVE`], so the
+/// server's idle timeout does not close them before the timed part.
 pub fn login_all(
     ids: &[i32],
     addr_of: impl Fn(usize) -> SocketAddr + Sync,
     conc: usize,
 ) -> Result<Vec<SyncClient>, String> {
-    parallel("logging in", ids.len(), conc, |_: &mut (), i| login(addr_of(i), ids[i]))
+    let done: Mutex<Vec<Option<SyncClient>>> = Mutex::new((0..ids.len()).map(|_| None).collect());
+    let last_ping = Mutex::new(Instant::now());
+    parallel("logging in", ids.len(), conc, |_: &mut (), i| {
+        let client = login(addr_of(i), ids[i])?;
+        lock(&done)[i] = Some(client);
+        let mut last = lock(&last_ping);
+        if last.elapsed() >= KEEPALIVE {
+            *last = Instant::now();
+            drop(last);
+            for client in lock(&done).iter_mut().flatten() {
+                client.ping()?;
+            }
+        }
+        Ok(())
+    })?;
+    let done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.into_iter().map(|c| c.ok_or_else(|| "logging in: a connection is missing".to_string())).collect()
 }
 
 /// Makes a group of `members` (logged in): the first creates it, the others

@@ -67,7 +67,7 @@ impl Target {
     pub fn spawn_relay(threads: usize) -> Result<Target, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
         let mut child = Command::new(exe)
-            .args(["relay-server", "127.0.0.1:0", "--threads", &threads.to_string(), "--die-with-parent"])
+            .args(["relay-server", "127.0.0.1:0", "--threads", &threads.to_string(), "--spawned"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -135,6 +135,11 @@ pub fn login(out: &mut Vec<u8>, id: i32, password: &str) {
     let _ = write!(out, "{{\"msgid\":1,\"id\":{id},\"password\":\"{password}\"}}\0");
 }
 
+/// Appends a PING.
+pub fn ping(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"msgid\":16}\0");
+}
+
 /// Appends a LOGOUT followed by a PING: the PONG is answered only once the
 /// LOGOUT has been carried out (a connection's requests run in order), which
 /// gives the logout the reply it does not have.

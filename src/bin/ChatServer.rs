@@ -62,12 +62,21 @@ fn run(config: ServerConfig) -> Result<(), String> {
     });
     let on_bus = Arc::clone(&ctx);
     bus.start(Box::new(move |user, frame| router::receive(&on_bus, user, frame))).map_err(|e| e.to_string())?;
-    let heartbeat = Heartbeat::start(Arc::clone(&ctx)).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let heartbeat_db =
+        Pool::new(&config.mysql_url, 1, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let heartbeat = Heartbeat::start(Arc::clone(&ctx), heartbeat_db).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let service = Arc::new(ChatService::new(Arc::clone(&ctx)));
 
     let stop = StopHandle::new().map_err(|e| e.to_string())?;
     let on_signal = stop.clone();
-    ctrlc::set_handler(move || on_signal.stop()).map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let bus_on_signal = bus.clone();
+    ctrlc::set_handler(move || {
+        // Leave the bus first: from then on other servers store what they
+        // send to this server's users instead of handing it to closing loops.
+        bus_on_signal.stop();
+        on_signal.stop();
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
     println!("ChatServer listening on {addr}");
     let _ = std::io::stdout().flush();
@@ -76,9 +85,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
     heartbeat.stop();
     ctx.jobs.shutdown();
     ctx.lanes.shutdown();
-    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"));
-    bus.stop();
-    let marked = marked?;
+    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"))?;
     println!("ChatServer stopped; {marked} users marked offline");
     Ok(())
 }

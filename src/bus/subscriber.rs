@@ -16,6 +16,8 @@ use super::{OnMessage, channel, user_of};
 /// How often the thread stops waiting for messages to apply subscription
 /// changes: the worst extra delay of a login.
 const POLL: Duration = Duration::from_millis(10);
+/// How long a reply to SUBSCRIBE or UNSUBSCRIBE may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnect back-off bounds.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -104,31 +106,37 @@ impl Worker {
     fn serve(&mut self) -> redis::RedisResult<()> {
         let mut conn = self.shared.client.get_connection_with_timeout(Duration::from_secs(1))?;
         let mut pubsub = conn.as_pubsub();
-        pubsub.set_read_timeout(Some(POLL))?;
+        pubsub.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let namespace = self.shared.namespace.clone();
         let channels: Vec<String> = self.wanted.iter().map(|&u| channel(&namespace, u)).collect();
         if !channels.is_empty() {
             pubsub.subscribe(channels)?;
         }
+        pubsub.set_read_timeout(Some(POLL))?;
         self.publisher.back_up();
         loop {
             if self.shared.stopping.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let changes = std::mem::take(&mut *self.shared.changes.lock());
-            for change in changes {
-                match change {
-                    Change::Subscribe(user, done) => {
-                        self.wanted.insert(user);
-                        pubsub.subscribe(channel(&namespace, user))?;
-                        let _ = done.try_send(true);
-                    }
-                    Change::Unsubscribe(user, done) => {
-                        self.wanted.remove(&user);
-                        pubsub.unsubscribe(channel(&namespace, user))?;
-                        let _ = done.try_send(true);
+            if !changes.is_empty() {
+                // Replies to (un)subscribe may take longer than the poll.
+                pubsub.set_read_timeout(Some(REPLY_TIMEOUT))?;
+                for change in changes {
+                    match change {
+                        Change::Subscribe(user, done) => {
+                            self.wanted.insert(user);
+                            pubsub.subscribe(channel(&namespace, user))?;
+                            let _ = done.try_send(true);
+                        }
+                        Change::Unsubscribe(user, done) => {
+                            self.wanted.remove(&user);
+                            pubsub.unsubscribe(channel(&namespace, user))?;
+                            let _ = done.try_send(true);
+                        }
                     }
                 }
+                pubsub.set_read_timeout(Some(POLL))?;
             }
             match pubsub.get_message() {
                 Ok(msg) => {

@@ -59,15 +59,21 @@ enum Route {
     Ignore,
 }
 
+/// Error numbers that come as an ERROR instead of the ACK a request waits
+/// for: the request itself was refused (malformed, unknown, not logged in,
+/// rate-limited). Other ERRORs answer earlier chat messages.
+const REFUSALS: [i64; 4] = [100, 101, 102, 104];
+
 /// Where a frame goes. ACKs always go to the main thread (which drops those
-/// it no longer waits for); an ERROR answers the request being waited for,
-/// if any, or else is printed like a pushed message.
+/// it no longer waits for); an ERROR refusing a request answers the one
+/// being waited for, if any; other frames are printed as they come.
 fn route(msg: &Value, waiting: bool) -> Route {
+    let errno = msg.get("errno").and_then(Value::as_i64).unwrap_or_default();
     match wire::msgid(msg) {
         Some(wire::LOGIN_ACK | wire::REG_ACK | wire::ADD_FRIEND_ACK | wire::CREATE_GROUP_ACK | wire::ADD_GROUP_ACK) => {
             Route::Reply
         }
-        Some(wire::ERROR) if waiting => Route::Reply,
+        Some(wire::ERROR) if waiting && REFUSALS.contains(&errno) => Route::Reply,
         // PONG needs nothing; unknown kinds are newer additions to skip.
         _ => format::push(msg).map_or(Route::Ignore, Route::Print),
     }
@@ -387,6 +393,9 @@ mod tests {
         let error = json!({ "msgid": 11, "errno": 102, "msg": "not logged in" });
         assert_eq!(route(&error, true), Route::Reply);
         assert_eq!(route(&error, false), Route::Print("[ERROR]: not logged in".into()));
+        // An error about an earlier chat message is no answer to the request.
+        let chat_error = json!({ "msgid": 11, "errno": 200, "msg": "no such user" });
+        assert_eq!(route(&chat_error, true), Route::Print("[ERROR]: no such user".into()));
     }
 
     #[test]

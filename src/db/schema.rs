@@ -84,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_splits_into_the_five_tables() {
+    fn schema_splits_into_its_seven_tables() {
         let statements = statements(SCHEMA);
         assert_eq!(statements.len(), 7);
         for (statement, table) in statements.iter().zip(["user", "friend", "allgroup", "groupuser", "offlinemessage"]) {

@@ -42,8 +42,11 @@ pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(
 }
 
 /// Releases every user `server` holds (it stopped or died); returns them.
+/// Locks the users' rows first, in the same order as a login does (user,
+/// then online), so a reap and a login of one of its users cannot deadlock.
 pub fn release_server(conn: &mut impl Queryable, server: &str) -> Result<Vec<i32>, DbError> {
-    let users: Vec<i32> = conn.exec("SELECT userid FROM online WHERE server = ? FOR UPDATE", (server,))?;
+    let users: Vec<i32> = conn.exec("SELECT userid FROM online WHERE server = ?", (server,))?;
+    super::user::lock(conn, &users)?;
     conn.exec_drop(
         "UPDATE user u JOIN online o ON o.userid = u.id SET u.state = 'offline' WHERE o.server = ?",
         (server,),

@@ -47,6 +47,21 @@ impl OutBuffer {
         self.len().saturating_sub(exempt)
     }
 
+    /// Gives the buffers' memory back if nothing is pending. Called for
+    /// connections gone quiet, so that an idle connection does not keep a
+    /// copy of its last burst (its LOGIN_ACK: kilobytes for a user with
+    /// friends and groups); not after every write, so that a busy connection
+    /// reuses its buffer instead of allocating per message.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+        if self.marks.is_empty() {
+            self.marks = VecDeque::new();
+        }
+    }
+
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.buf.len() - self.start
@@ -76,6 +91,14 @@ impl OutBuffer {
                 self.buf = Vec::new();
             } else {
                 self.buf.clear();
+            }
+        } else if self.start > KEEP_CAPACITY {
+            // A reader that always lags a little never empties the buffer:
+            // drop the written frames so it does not keep everything sent.
+            // The frame being written stays whole for `unsent_frames`.
+            if let Some(end) = self.buf[..self.start].iter().rposition(|&b| b == 0) {
+                self.buf.drain(..=end);
+                self.start -= end + 1;
             }
         }
         Ok(())
@@ -131,6 +154,24 @@ mod tests {
         assert_eq!(sent, b"hello\0x\0");
         assert_eq!(out.pop_done_mark(), Some(7));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn release_frees_only_an_empty_buffer() {
+        let mut out = OutBuffer::default();
+        out.push_frame(b"pending");
+        out.push_mark(1);
+        out.release_if_empty();
+        assert_eq!(out.unsent_frames(), b"pending\0");
+        out.flush(|b| Ok(b.len())).unwrap();
+        assert_eq!(out.pop_done_mark(), Some(1));
+        assert!(out.buf.capacity() > 0);
+        out.release_if_empty();
+        assert_eq!((out.buf.capacity(), out.marks.capacity()), (0, 0));
+        out.push_frame(b"again");
+        out.push_mark(2);
+        out.flush(|b| Ok(b.len())).unwrap();
+        assert_eq!(out.pop_done_mark(), Some(2));
     }
 
     #[test]

@@ -18,7 +18,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// Most bytes read from one connection per turn, so one busy client cannot
 /// starve the others; the rest is read on the next turn.
 const READ_BUDGET: usize = 256 * 1024;
-/// How often idle connections are looked for.
+/// How often the sweep runs: idle connections closed, quiet ones' buffers
+/// freed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// One client connection.
@@ -35,6 +36,8 @@ struct Connection<S> {
     last_active: Instant,
     /// Set once the connection must close after flushing its output.
     closing: Option<CloseReason>,
+    /// The handler asked not to be given more frames for now.
+    paused: bool,
     /// Already listed for a flush at the end of this turn.
     dirty: bool,
 }
@@ -129,7 +132,10 @@ impl<H: Handler> EventLoop<H> {
         let mut tasks = Vec::new();
         let mut last_sweep = Instant::now();
         loop {
-            let timeout = if self.unread.is_empty() { SWEEP_EVERY.as_millis() as i32 } else { 0 };
+            // Do not sleep while work is waiting: reads cut short by the budget,
+            // or tasks this loop posted to itself (those send no wake-up).
+            let pending = !self.unread.is_empty() || self.remote.inbox(self.index).has_tasks();
+            let timeout = if pending { 0 } else { SWEEP_EVERY.as_millis() as i32 };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
@@ -144,15 +150,16 @@ impl<H: Handler> EventLoop<H> {
                     self.remote.inbox(self.index).wake.drain();
                     continue;
                 }
-                if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0 {
-                    self.read(token);
+                let hangup = flags & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0;
+                if hangup || flags & libc::EPOLLIN as u32 != 0 {
+                    self.read(token, hangup);
                 }
                 if flags & libc::EPOLLOUT as u32 != 0 {
                     self.mark_dirty(token);
                 }
             }
             for token in std::mem::take(&mut self.unread) {
-                self.read(token);
+                self.read(token, false);
             }
             self.remote.inbox(self.index).take(&mut tasks);
             let mut stop = false;
@@ -171,7 +178,7 @@ impl<H: Handler> EventLoop<H> {
             }
             if self.now.duration_since(last_sweep) >= SWEEP_EVERY {
                 last_sweep = self.now;
-                self.close_idle();
+                self.sweep();
             }
         }
     }
@@ -203,13 +210,16 @@ impl<H: Handler> EventLoop<H> {
             session,
             last_active: self.now,
             closing: None,
+            paused: false,
             dirty: false,
         });
     }
 
     /// Reads until the socket is empty or the budget is spent, handing each
-    /// frame to the handler.
-    fn read(&mut self, token: u64) {
+    /// frame to the handler. A short read means the socket is empty, unless
+    /// the peer also hung up: then the end of the stream must still be read,
+    /// as no further edge will report it.
+    fn read(&mut self, token: u64, hangup: bool) {
         let handler = &*self.handler;
         let scratch = &mut self.scratch;
         let now = self.now;
@@ -217,7 +227,7 @@ impl<H: Handler> EventLoop<H> {
         let mut end = None;
         let mut more = false;
         if let Some(conn) = find(&mut self.slots, token) {
-            while conn.closing.is_none() {
+            while conn.closing.is_none() && !conn.paused {
                 match sys::read(conn.fd.as_fd(), scratch) {
                     Ok(0) => {
                         end = Some(CloseReason::PeerClosed);
@@ -225,8 +235,8 @@ impl<H: Handler> EventLoop<H> {
                     }
                     Ok(n) => {
                         conn.last_active = now;
-                        let Connection { decoder, out, session, closing, .. } = conn;
-                        let mut outbox = Outbox { out, close: closing };
+                        let Connection { decoder, out, session, closing, paused, .. } = conn;
+                        let mut outbox = Outbox { out, close: closing, paused };
                         let fed = decoder.feed(&scratch[..n], |frame| {
                             handler.frame(session, frame, &mut outbox);
                             outbox.close.is_none()
@@ -236,7 +246,7 @@ impl<H: Handler> EventLoop<H> {
                             *outbox.close = Some(CloseReason::TooLarge);
                         }
                         budget = budget.saturating_sub(n);
-                        if n < scratch.len() {
+                        if n < scratch.len() && !hangup {
                             break;
                         }
                         if budget == 0 {
@@ -267,8 +277,14 @@ impl<H: Handler> EventLoop<H> {
         // them, and frames it cannot write come back to `closed` as unsent.
         match find(&mut self.slots, token) {
             Some(conn) => {
-                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
+                let was_paused = conn.paused;
+                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing, paused: &mut conn.paused };
                 handler.message(&mut conn.session, msg, &mut outbox);
+                if was_paused && !conn.paused {
+                    // Edge-triggered: bytes that arrived while paused bring no
+                    // new event, so read again on the next turn.
+                    self.unread.push(token);
+                }
             }
             None => return handler.undeliverable(msg),
         }
@@ -319,7 +335,7 @@ impl<H: Handler> EventLoop<H> {
             }
             let before = conn.out.len();
             while let Some(mark) = conn.out.pop_done_mark() {
-                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing };
+                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing, paused: &mut conn.paused };
                 handler.written(&mut conn.session, mark, &mut outbox);
             }
             if conn.out.len() == before {
@@ -354,18 +370,23 @@ impl<H: Handler> EventLoop<H> {
         self.handler.closed(conn.session, reason, conn.out.unsent_frames());
     }
 
-    fn close_idle(&mut self) {
+    /// Once a second: closes the connections silent past the idle timeout,
+    /// and frees the buffers of those that sent nothing since the last sweep
+    /// (see `OutBuffer::release_if_empty`).
+    fn sweep(&mut self) {
         let timeout = self.config.idle_timeout;
         let now = self.now;
-        let idle: Vec<u64> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, slot)| {
-                let conn = slot.conn.as_ref()?;
-                (now.duration_since(conn.last_active) >= timeout).then(|| token_of(i as u32, slot.generation))
-            })
-            .collect();
+        let mut idle = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            let quiet = now.duration_since(conn.last_active);
+            if quiet >= timeout {
+                idle.push(token_of(i as u32, slot.generation));
+            } else if quiet >= SWEEP_EVERY && !conn.dirty {
+                conn.out.release_if_empty();
+                conn.decoder.release_if_empty();
+            }
+        }
         for token in idle {
             self.close(token, CloseReason::Idle);
         }

@@ -4,7 +4,7 @@
 //! optional 0x0D before it, so `nc` works). Empty messages are skipped. The
 //! decoder only finds boundaries; it never looks inside a message.
 
-/// A message, with its terminator, was longer than the limit.
+/// A message was longer than the limit (its terminator not counted).
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooLarge;
 
@@ -59,6 +59,14 @@ fn trim_cr(frame: &[u8]) -> &[u8] {
 impl FrameDecoder {
     pub fn new(max_frame: usize) -> FrameDecoder {
         FrameDecoder { partial: Vec::new(), max_frame }
+    }
+
+    /// Frees the tail buffer if it holds nothing (see
+    /// `OutBuffer::release_if_empty`).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.partial.is_empty() {
+            self.partial = Vec::new();
+        }
     }
 
     /// Bytes held back waiting for a terminator.

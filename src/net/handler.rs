@@ -38,6 +38,8 @@ pub struct Outbox<'a> {
     pub(super) out: &'a mut OutBuffer,
     /// Set when the connection should close once its output is flushed.
     pub(super) close: &'a mut Option<CloseReason>,
+    /// Set while the handler wants no more frames from this connection.
+    pub(super) paused: &'a mut bool,
 }
 
 impl Outbox<'_> {
@@ -57,6 +59,18 @@ impl Outbox<'_> {
     /// Closes the connection after what is queued has been written.
     pub fn close(&mut self) {
         self.close.get_or_insert(CloseReason::Requested);
+    }
+
+    /// Stops reading this connection (frames already read still arrive), so
+    /// a client that sends faster than it is served waits in TCP instead of
+    /// in server memory.
+    pub fn pause_reading(&mut self) {
+        *self.paused = true;
+    }
+
+    /// Reads this connection again after [`Outbox::pause_reading`].
+    pub fn resume_reading(&mut self) {
+        *self.paused = false;
     }
 }
 

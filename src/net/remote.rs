@@ -35,7 +35,7 @@ pub(super) struct Inbox<M> {
 
 thread_local! {
     /// Index of the loop running on this thread, if any: a loop posting to
-    /// itself needs no wake-up, it drains its inbox before sleeping.
+    /// itself needs no wake-up, it checks its inbox before sleeping.
     static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
@@ -98,6 +98,11 @@ impl<M: Send + 'static> Remote<M> {
 }
 
 impl<M> Inbox<M> {
+    /// Whether tasks are waiting.
+    pub(super) fn has_tasks(&self) -> bool {
+        !self.tasks.lock().is_empty()
+    }
+
     /// Moves every pending task into `into` (kept by the loop for reuse).
     pub(super) fn take(&self, into: &mut Vec<Task<M>>) {
         self.notified.store(false, Ordering::Release);

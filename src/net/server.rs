@@ -101,9 +101,17 @@ impl Server {
                 let fd = match sys::accept(self.listener.as_fd()) {
                     Ok(fd) => fd,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        // Out of descriptors: the pending connection stays
+                        // queued and the level-triggered listener would wake
+                        // us at once; pause instead of spinning.
+                        eprintln!("accept failed: {e}; pausing");
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        break;
+                    }
                     Err(e) => {
-                        // Out of descriptors or an aborted handshake: the
-                        // listener itself is fine, try again on the next event.
+                        // An aborted handshake or the like: the listener is
+                        // fine, try again on the next event.
                         eprintln!("accept failed: {e}");
                         break;
                     }

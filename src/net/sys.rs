@@ -55,9 +55,9 @@ impl Epoll {
     /// Registers `fd` with `events`; `token` comes back in each event.
     pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
+        let epfd = self.fd.as_raw_fd();
         // SAFETY: `ev` is a valid epoll_event that outlives the call.
-        let ret = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        retry(|| ret as isize).map(drop)
+        retry(|| unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) as isize }).map(drop)
     }
 
     /// Waits for events; returns how many of `events` were filled in.
@@ -119,11 +119,12 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     let on: libc::c_int = 1;
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let raw = fd.as_raw_fd();
     // SAFETY: passes a pointer to a live c_int and its exact size.
-    let ret = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), len)
-    };
-    retry(|| ret as isize).map(drop)
+    retry(|| unsafe {
+        libc::setsockopt(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), len) as isize
+    })
+    .map(drop)
 }
 
 /// Reads what the socket has, up to `buf.len()` bytes.

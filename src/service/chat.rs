@@ -6,6 +6,7 @@
 //! each connection's requests are carried out in the order they were sent.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,9 +22,15 @@ use super::session::{Leftover, Session, User};
 use crate::model::offline_message;
 use crate::net::{CloseReason, ConnId, Handler, Outbox};
 
-/// Requests one connection may have waiting behind a running job; past it
-/// they are refused with errno 104 rather than buffered without bound.
-const MAX_QUEUED: usize = 1024;
+/// Requests one connection may have waiting behind a running job, and their
+/// bytes, before the connection is no longer read (the client then waits in
+/// TCP) ...
+const PAUSE_QUEUED: usize = 256;
+const PAUSE_QUEUED_BYTES: usize = 1 << 20;
+/// ... and the hard bounds, reached only by frames read in the same batch,
+/// past which they are refused with errno 104.
+const MAX_QUEUED: usize = 4096;
+const MAX_QUEUED_BYTES: usize = 4 << 20;
 
 /// The service; cheap to share between the loops.
 pub struct ChatService {
@@ -61,7 +68,10 @@ impl ChatService {
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
         ctx.jobs.spawn(move || {
-            let outcome = cmd::apply(&job_ctx, &caller, request);
+            // Done must come back whatever happens, or the session stays busy.
+            let storage_failure = cmd::storage_failure_reply(&request);
+            let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
+                .unwrap_or_else(|_| Outcome::reply(storage_failure));
             job_ctx.remote.send(caller.conn, Message::Done { conn: caller.conn, outcome });
         });
     }
@@ -70,26 +80,38 @@ impl ChatService {
     fn finish(&self, session: &mut Session, outcome: Outcome, out: &mut Outbox<'_>) {
         session.busy = false;
         session.logging_in = None;
+        let early = std::mem::take(&mut session.early);
         let mut replies = outcome.replies.into_iter();
         match outcome.change {
             Some(SessionChange::LoggedIn { user, offline_upto }) => {
                 if let Some(ack) = replies.next() {
                     match offline_upto {
                         Some(upto) => {
-                            session.pending_delete = Some((user.id, upto));
+                            session.pending_delete.push_back((user.id, upto));
                             out.send_marked(ack.as_bytes(), 0);
                         }
                         None => out.send(ack.as_bytes()),
                     }
                 }
+                for delivery in early {
+                    if delivery.to == user.id {
+                        out.send(delivery.payload.as_bytes());
+                    } else {
+                        router::reroute(&self.ctx, delivery);
+                    }
+                }
                 session.user = Some(user);
-                for delivery in std::mem::take(&mut session.early) {
-                    out.send(delivery.payload.as_bytes());
+            }
+            change => {
+                // The login did not happen (or this was no login): what came
+                // early for that user goes where they really are.
+                early.into_iter().for_each(|d| router::reroute(&self.ctx, d));
+                match change {
+                    Some(SessionChange::LoggedOut) => session.user = None,
+                    Some(SessionChange::LoginFailed) => session.failed_logins += 1,
+                    _ => {}
                 }
             }
-            Some(SessionChange::LoggedOut) => session.user = None,
-            Some(SessionChange::LoginFailed) => session.failed_logins += 1,
-            None => {}
         }
         for reply in replies {
             out.send(reply.as_bytes());
@@ -99,8 +121,12 @@ impl ChatService {
             return;
         }
         while !session.busy {
-            let Some(request) = session.queued.pop_front() else { break };
+            let Some((request, size)) = session.queued.pop_front() else { break };
+            session.queued_bytes -= size;
             self.handle(session, request, out);
+        }
+        if session.queued.len() < PAUSE_QUEUED / 2 && session.queued_bytes < PAUSE_QUEUED_BYTES / 2 {
+            out.resume_reading();
         }
     }
 
@@ -137,7 +163,7 @@ impl ChatService {
     /// Marks exactly this server's users offline and removes the server
     /// from the cluster; for shutdown, after the loops and jobs stopped.
     pub fn mark_all_offline(&self) -> Result<usize, ServiceError> {
-        Ok(heartbeat::release_server(&self.ctx, &self.ctx.server_id)?.len())
+        Ok(heartbeat::release_server(&self.ctx, &self.ctx.db, &self.ctx.server_id)?.len())
     }
 }
 
@@ -163,8 +189,12 @@ impl Handler for ChatService {
         };
         if !session.busy {
             self.handle(session, request, out);
-        } else if session.queued.len() < MAX_QUEUED {
-            session.queued.push_back(request);
+        } else if session.queued.len() < MAX_QUEUED && session.queued_bytes + frame.len() <= MAX_QUEUED_BYTES {
+            session.queued_bytes += frame.len();
+            session.queued.push_back((request, frame.len()));
+            if session.queued.len() >= PAUSE_QUEUED || session.queued_bytes >= PAUSE_QUEUED_BYTES {
+                out.pause_reading();
+            }
         } else {
             out.send(protocol::error(Errno::RateLimited).as_bytes());
         }
@@ -210,7 +240,7 @@ impl Handler for ChatService {
     }
 
     fn written(&self, session: &mut Session, _mark: u64, _out: &mut Outbox<'_>) {
-        let Some((user, upto)) = session.pending_delete.take() else { return };
+        let Some((user, upto)) = session.pending_delete.pop_front() else { return };
         let ctx = Arc::clone(&self.ctx);
         self.ctx.jobs.spawn(move || {
             if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
@@ -227,6 +257,9 @@ impl Handler for ChatService {
         };
         undelivered.extend(session.early);
         if reason == CloseReason::Shutdown {
+            if let Some(me) = &session.user {
+                self.ctx.registry.remove(me.id, session.conn);
+            }
             // The job threads are stopping: store what the user missed now.
             let rows: Vec<(i32, &str)> = undelivered.iter().map(|d| (d.to, &*d.payload)).collect();
             if !rows.is_empty()
@@ -241,10 +274,12 @@ impl Handler for ChatService {
             None => undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d)),
         }
         if session.busy {
-            let leftover = Leftover { user: session.user, queued: session.queued };
+            let queued = session.queued.into_iter().map(|(request, _)| request).collect();
+            let leftover = Leftover { user: session.user, queued };
             self.ctx.leftovers.lock().insert(session.conn, leftover);
         } else {
-            self.run_leftover(session.conn, session.user, session.queued);
+            let queued = session.queued.into_iter().map(|(request, _)| request).collect();
+            self.run_leftover(session.conn, session.user, queued);
         }
     }
 }

@@ -1,11 +1,29 @@
 //! The server's timestamp for messages: `YYYY-MM-DD HH:MM:SS`, local time.
 
+use std::cell::RefCell;
+
+thread_local! {
+    /// The last second formatted on this thread: most messages of a second
+    /// reuse it, sparing `localtime_r` (which takes a process-wide lock).
+    static LAST: RefCell<(libc::time_t, String)> = const { RefCell::new((-1, String::new())) };
+}
+
 /// Now, formatted in the server's local time zone.
 pub fn now_stamp() -> String {
-    // SAFETY: time(NULL) takes no pointer to fill; localtime_r writes only
-    // into the zeroed `tm` we own.
+    // SAFETY: time(NULL) takes no pointer to fill.
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != now {
+            *last = (now, format_local(now));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_local(t: libc::time_t) -> String {
+    // SAFETY: localtime_r writes only into the zeroed `tm` we own.
     let tm = unsafe {
-        let t = libc::time(std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
         if libc::localtime_r(&t, &mut tm).is_null() {
             return String::from("1970-01-01 00:00:00");

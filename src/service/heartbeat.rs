@@ -11,7 +11,7 @@ use mysql::TxOpts;
 use super::context::{ALIVE, Ctx, HEARTBEAT};
 use super::message::Delivery;
 use super::{protocol, router};
-use crate::db::DbError;
+use crate::db::{DbError, Pool};
 use crate::model::{friend, online, server, user};
 
 /// The running heartbeat thread.
@@ -24,13 +24,15 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// Beats once now (so this server counts as alive before it accepts
-    /// anyone), then every [`HEARTBEAT`] on a thread of its own.
-    pub fn start(ctx: Arc<Ctx>) -> Result<Heartbeat, DbError> {
-        beat(&ctx)?;
+    /// anyone), then every [`HEARTBEAT`] on a thread of its own. `db` is the
+    /// heartbeat's own connection: a busy request pool must not delay the
+    /// beat until other servers take this one for dead.
+    pub fn start(ctx: Arc<Ctx>, db: Pool) -> Result<Heartbeat, DbError> {
+        beat(&ctx, &db)?;
         let (stop, stopped) = channel();
         let thread = std::thread::Builder::new()
             .name("heartbeat".into())
-            .spawn(move || run(&ctx, &stopped))
+            .spawn(move || run(&ctx, &db, &stopped))
             .map_err(|e| DbError::Unavailable(format!("cannot start the heartbeat thread: {e}")))?;
         Ok(Heartbeat { stop, thread })
     }
@@ -41,14 +43,14 @@ impl Heartbeat {
     }
 }
 
-fn run(ctx: &Arc<Ctx>, stopped: &Receiver<()>) {
+fn run(ctx: &Arc<Ctx>, db: &Pool, stopped: &Receiver<()>) {
     let mut failing = false;
     loop {
         match stopped.recv_timeout(HEARTBEAT) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        match beat(ctx).and_then(|()| reap(ctx)).and_then(|()| repair(ctx)) {
+        match beat(ctx, db).and_then(|()| reap(ctx, db)).and_then(|()| repair(ctx, db)) {
             Ok(()) if failing => {
                 failing = false;
                 eprintln!("ChatServer: MySQL is back; heartbeat resumed");
@@ -63,14 +65,14 @@ fn run(ctx: &Arc<Ctx>, stopped: &Receiver<()>) {
     }
 }
 
-fn beat(ctx: &Arc<Ctx>) -> Result<(), DbError> {
-    ctx.db.run(|c| server::beat(c, &ctx.server_id))
+fn beat(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
+    db.run(|c| server::beat(c, &ctx.server_id))
 }
 
 /// Releases the users of servers whose heartbeat stopped (crashed, killed).
-fn reap(ctx: &Arc<Ctx>) -> Result<(), DbError> {
-    for dead in ctx.db.run(|c| server::dead(c, ALIVE))? {
-        let users = release_server(ctx, &dead)?;
+fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
+    for dead in db.run(|c| server::dead(c, ALIVE))? {
+        let users = release_server(ctx, db, &dead)?;
         eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
     }
     Ok(())
@@ -81,13 +83,13 @@ fn reap(ctx: &Arc<Ctx>) -> Result<(), DbError> {
 /// again users whose rows were released while this server could not beat
 /// (another server took it for dead). A user who meanwhile logged in on a
 /// live server is disconnected here, so they are logged in once.
-fn repair(ctx: &Arc<Ctx>) -> Result<(), DbError> {
-    let held: HashSet<i32> = ctx.db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
+fn repair(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
+    let held: HashSet<i32> = db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
     for &user in held.iter().filter(|&&u| ctx.registry.get(u).is_none()) {
-        ctx.db.run(|c| online::release(c, user, &ctx.server_id))?;
+        db.run(|c| online::release(c, user, &ctx.server_id))?;
     }
     for user in ctx.registry.users().into_iter().filter(|u| !held.contains(u)) {
-        let claimed = ctx.db.run(|c| {
+        let claimed = db.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             user::lock(&mut tx, &[user])?;
             // A login that finished since the read above holds it already.
@@ -106,8 +108,8 @@ fn repair(ctx: &Arc<Ctx>) -> Result<(), DbError> {
 
 /// Marks every user `server` holds offline, forgets the server, and tells
 /// the users who have them as friends.
-pub fn release_server(ctx: &Arc<Ctx>, server_id: &str) -> Result<Vec<i32>, DbError> {
-    let (users, followers) = ctx.db.run(|c| {
+pub fn release_server(ctx: &Arc<Ctx>, db: &Pool, server_id: &str) -> Result<Vec<i32>, DbError> {
+    let (users, followers) = db.run(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         let users = online::release_server(&mut tx, server_id)?;
         server::remove(&mut tx, server_id)?;

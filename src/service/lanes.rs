@@ -1,7 +1,8 @@
-//! Lanes: single-threaded queues keyed by the receiving user. Everything
-//! that stores messages for a user, or re-routes messages that missed their
-//! connection, runs on that user's lane, one after another, so a user's
-//! stored messages keep the order they were sent in.
+//! Lanes: single-threaded queues keyed by the receiving user. Storing
+//! messages for a user, re-routing messages that missed their connection,
+//! and taking a closed connection's user offline run on that user's lane,
+//! one after another, so a user's stored messages keep the order they were
+//! sent in. (A LOGOUT stores nothing, so it runs on a job thread.)
 
 use std::cell::Cell;
 use std::sync::mpsc::sync_channel;

@@ -23,7 +23,7 @@ pub fn route(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceErr
 
 /// Delivers to users online here or on another server; returns the rest
 /// that must be kept.
-fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
     let elsewhere: Vec<Delivery> = deliveries.into_iter().filter(|d| !send_live(ctx, d)).collect();
     if elsewhere.is_empty() {
         return elsewhere;
@@ -36,7 +36,7 @@ fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
 
 /// Stores deliveries for users found offline, each on its receiver's lane
 /// (behind anything re-routed to them earlier), and waits for all.
-fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+pub fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
     let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
     for delivery in deliveries {
         by_lane.entry(ctx.lanes.of(delivery.to)).or_default().push(delivery);

@@ -26,16 +26,18 @@ pub struct Session {
     /// A job of this connection is running; later requests wait so that
     /// they are carried out in the order they were sent.
     pub busy: bool,
-    /// Requests waiting for the running job.
-    pub queued: VecDeque<Request>,
+    /// Requests waiting for the running job, with their frame sizes.
+    pub queued: VecDeque<(Request, usize)>,
+    /// Sum of the sizes in `queued`, for its byte bound.
+    pub queued_bytes: usize,
     /// The id a running LOGIN job is logging in, if any.
     pub logging_in: Option<i32>,
     /// Deliveries for `logging_in` that arrived before its LOGIN_ACK; sent
     /// right after it, so nothing overtakes the stored messages.
     pub early: Vec<Delivery>,
-    /// Stored messages `(user, up to id)` carried by a LOGIN_ACK not yet
-    /// written out whole; deleted once it is.
-    pub pending_delete: Option<(i32, i64)>,
+    /// Stored messages `(user, up to id)` carried by LOGIN_ACKs not yet
+    /// written out whole, in the order sent; each deleted once its ACK is.
+    pub pending_delete: VecDeque<(i32, i64)>,
     /// Flood control for what this connection sends.
     pub bucket: Bucket,
     /// Failed logins on this connection; too many close it.
@@ -49,9 +51,10 @@ impl Session {
             user: None,
             busy: false,
             queued: VecDeque::new(),
+            queued_bytes: 0,
             logging_in: None,
             early: Vec::new(),
-            pending_delete: None,
+            pending_delete: VecDeque::new(),
             bucket: Bucket::new(limits),
             failed_logins: 0,
         }

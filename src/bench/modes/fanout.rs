@@ -12,13 +12,12 @@ use super::super::report::Metrics;
 use super::super::setup::{self, SyncClient};
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
-use super::{STALL_NS, Window, cpu_per_message, sample_cpu, users};
+use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu, users};
 use crate::bench::args::Options;
 
 /// A message still on its way to some members.
 struct Pending {
     seq: u64,
-    t_ns: u64,
     /// Members that have not received it yet.
     remaining: usize,
 }
@@ -54,7 +53,7 @@ impl Fanout {
         let sender = &mut self.senders[s];
         let stamp = Stamp { src: s as u32, seq: sender.next_seq, t_ns: self.window.ns(now) };
         sender.next_seq += 1;
-        sender.pending.push_back(Pending { seq: stamp.seq, t_ns: stamp.t_ns, remaining: self.receivers });
+        sender.pending.push_back(Pending { seq: stamp.seq, remaining: self.receivers });
         let (group, pad) = (self.group, self.pad);
         io.send(s, |out| wire::group_chat(out, group, stamp, pad));
     }
@@ -160,7 +159,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.latency(["last_p50_us", "last_p90_us", "last_p99_us", "last_p99_9_us", "last_max_us", "last_mean_us"], &f.last);
     m.set("each_p99_us", f.each.quantile(0.99) as f64 / 1000.0);
     m.set("stalls_40ms", f.stalls as f64);
-    cpu_per_message(&mut m, &samples, 0, f.deliveries, ["cpu_us_per_delivery", "bench_cpu_us_per_delivery"]);
+    cpu_per_message(&mut m, &samples, 0, f.deliveries, Unit::Delivery);
     if o.threads > 1 {
         m.notes.push("fanout runs on one load thread (--threads ignored)".into());
     }

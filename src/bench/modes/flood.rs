@@ -10,7 +10,7 @@ use super::super::report::Metrics;
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
 use super::pingpong::shares;
-use super::{STALL_NS, Window, cpu_per_message, sample_cpu, setup_pairs, users};
+use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu, setup_pairs, users};
 use crate::bench::args::Options;
 
 /// One sender -> receiver stream; connections `2i` (sender), `2i + 1`.
@@ -124,7 +124,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     let pairs = setup_pairs(o, target, &ids)?;
     let mut ios = Vec::new();
     let mut specs = Vec::new();
-    for (streams, spec) in shares(pairs, o.threads)? {
+    for (streams, spec) in shares(pairs, o.threads) {
         ios.push(Io::new(streams)?);
         specs.push(spec);
     }
@@ -192,7 +192,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.set("refused", refused as f64);
     m.latency(["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us"], &hist);
     m.set("stalls_40ms", stalls as f64);
-    cpu_per_message(&mut m, &samples, 0, delivered, ["cpu_us_per_msg", "bench_cpu_us_per_msg"]);
+    cpu_per_message(&mut m, &samples, 0, delivered, Unit::Msg);
     if refused > 0 {
         m.notes.push(format!("{refused} messages refused (ERROR): start the server with --rate 1000000"));
     }

@@ -41,6 +41,7 @@ impl Window {
         let phase = Duration::from_secs_f64(secs);
         let split = (phases > 1).then_some(from + phase);
         let to = from + phase * phases;
+        eprintln!("  setup done; warm-up {warmup} s, then measuring {phases} x {secs} s");
         Window { epoch, from, split, to, drain_until: to + drain }
     }
 
@@ -80,33 +81,67 @@ impl Window {
     }
 }
 
-/// CPU time (microseconds) of the target and of the bench itself at each
-/// of `marks`, read by a thread that sleeps until each.
-pub fn sample_cpu(pids: Vec<u32>, marks: Vec<Instant>) -> JoinHandle<Vec<(u64, u64)>> {
+/// What is read about the processes at each phase boundary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// CPU time of the target's processes, microseconds.
+    pub target_cpu_us: u64,
+    /// Context switches of the target's threads.
+    pub target_switches: u64,
+    /// CPU time of the bench itself, microseconds.
+    pub bench_cpu_us: u64,
+}
+
+/// Samples at each of `marks`, taken by a thread that sleeps until each.
+pub fn sample_cpu(pids: Vec<u32>, marks: Vec<Instant>) -> JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
         marks
             .into_iter()
             .map(|mark| {
                 std::thread::sleep(mark.saturating_duration_since(Instant::now()));
-                let target = pids.iter().filter_map(|&p| procfs::cpu_us(p).ok()).sum();
-                (target, procfs::cpu_us(0).unwrap_or(0))
+                Sample {
+                    target_cpu_us: pids.iter().filter_map(|&p| procfs::cpu_us(p).ok()).sum(),
+                    target_switches: pids.iter().filter_map(|&p| procfs::context_switches(p).ok()).sum(),
+                    bench_cpu_us: procfs::cpu_us(0).unwrap_or(0),
+                }
             })
             .collect()
     })
 }
 
-/// Sets `{prefix}cpu_us_per_msg` figures: the target's CPU (and the bench's)
-/// between `samples[i]` and `samples[i + 1]`, per message counted there.
-pub fn cpu_per_message(m: &mut Metrics, samples: &[(u64, u64)], i: usize, messages: u64, keys: [&'static str; 2]) {
+/// Sets the cost figures between `samples[i]` and `samples[i + 1]`, per
+/// `unit` (`msg`, `delivery`, `login`) counted there: the target's CPU, its
+/// context switches, and the bench's own CPU.
+pub fn cpu_per_message(m: &mut Metrics, samples: &[Sample], i: usize, count: u64, unit: Unit) {
     let (Some(a), Some(b)) = (samples.get(i), samples.get(i + 1)) else { return };
-    if messages == 0 {
+    if count == 0 {
         return;
     }
-    let [server_key, bench_key] = keys;
-    if a.0 != 0 || b.0 != 0 {
-        m.set(server_key, b.0.saturating_sub(a.0) as f64 / messages as f64);
+    let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / count as f64;
+    let [cpu, switches, bench] = unit.keys();
+    if b.target_cpu_us != 0 {
+        m.set(cpu, per(a.target_cpu_us, b.target_cpu_us));
+        m.set(switches, per(a.target_switches, b.target_switches));
     }
-    m.set(bench_key, b.1.saturating_sub(a.1) as f64 / messages as f64);
+    m.set(bench, per(a.bench_cpu_us, b.bench_cpu_us));
+}
+
+/// What cost figures are counted per.
+#[derive(Clone, Copy)]
+pub enum Unit {
+    Msg,
+    Delivery,
+    Login,
+}
+
+impl Unit {
+    fn keys(self) -> [&'static str; 3] {
+        match self {
+            Unit::Msg => ["cpu_us_per_msg", "switches_per_msg", "bench_cpu_us_per_msg"],
+            Unit::Delivery => ["cpu_us_per_delivery", "switches_per_delivery", "bench_cpu_us_per_delivery"],
+            Unit::Login => ["cpu_us_per_login", "switches_per_login", "bench_cpu_us_per_login"],
+        }
+    }
 }
 
 /// Connections a run of these options opens at once, for the fd limit.
@@ -176,7 +211,8 @@ pub fn users(o: &Options, target: &Target, count: usize) -> Result<Vec<i32>, Str
 
 /// The parameters shown with the results.
 fn params(o: &Options) -> Vec<(&'static str, String)> {
-    let mut p = vec![("secs", o.secs.to_string()), ("warmup", o.warmup.to_string()), ("threads", o.threads.to_string())];
+    let mut p =
+        vec![("secs", o.secs.to_string()), ("warmup", o.warmup.to_string()), ("threads", o.threads.to_string())];
     match o.mode {
         Mode::PingPong => p.extend([("pairs", o.pairs.to_string()), ("msg_bytes", o.msg_bytes.to_string())]),
         Mode::Flood => p.extend([

@@ -10,7 +10,7 @@ use super::super::report::Metrics;
 use super::super::setup::deal;
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
-use super::{PairSetup, STALL_NS, Window, cpu_per_message, sample_cpu, setup_pairs, users};
+use super::{PairSetup, STALL_NS, Unit, Window, cpu_per_message, sample_cpu, setup_pairs, users};
 use crate::bench::args::Options;
 
 /// Errno of a refusal by flood control.
@@ -140,7 +140,10 @@ impl PingPong {
     /// Notes on what went wrong, if anything.
     pub fn notes(&self, m: &mut Metrics) {
         if self.rate_limited > 0 {
-            m.notes.push(format!("{} messages refused by flood control: start the server with --rate 1000000", self.rate_limited));
+            m.notes.push(format!(
+                "{} messages refused by flood control: start the server with --rate 1000000",
+                self.rate_limited
+            ));
         }
         if self.errors > self.rate_limited {
             m.notes.push(format!("{} ERROR replies", self.errors - self.rate_limited));
@@ -165,20 +168,20 @@ impl Workload for PingPong {
     }
 }
 
-/// Splits logged-in pairs over `threads` engines, each a `PingPong` whose
-/// connections start at `base`.
-pub fn shares(
-    pairs: Vec<PairSetup>,
-    threads: usize,
-) -> Result<Vec<(Vec<std::net::TcpStream>, Vec<([i32; 2], u32)>)>, String> {
-    Ok(deal(pairs, threads)
+/// One engine's share of the pairs: its connections (two per pair, in
+/// order) and each pair's ids and stamp source.
+pub type Share = (Vec<std::net::TcpStream>, Vec<([i32; 2], u32)>);
+
+/// Splits logged-in pairs over `threads` engines.
+pub fn shares(pairs: Vec<PairSetup>, threads: usize) -> Vec<Share> {
+    deal(pairs, threads)
         .into_iter()
         .map(|share| {
             let ids = share.iter().map(|p| (p.ids, p.src)).collect();
             let streams = share.into_iter().flat_map(|p| p.streams).collect();
             (streams, ids)
         })
-        .collect())
+        .collect()
 }
 
 pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
@@ -186,13 +189,14 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     let pairs = setup_pairs(o, target, &ids)?;
     let mut ios = Vec::new();
     let mut specs = Vec::new();
-    for (streams, spec) in shares(pairs, o.threads)? {
+    for (streams, spec) in shares(pairs, o.threads) {
         ios.push(Io::new(streams)?);
         specs.push(spec);
     }
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(5));
     let cpu = sample_cpu(target.pids.clone(), window.marks());
-    let work = ios.into_iter().zip(specs).map(|(io, spec)| (io, PingPong::new(&spec, 0, window, o.msg_bytes))).collect();
+    let work =
+        ios.into_iter().zip(specs).map(|(io, spec)| (io, PingPong::new(&spec, 0, window, o.msg_bytes))).collect();
     let results = engine::drive_all(work)?;
     let samples = cpu.join().map_err(|_| "the CPU sampler panicked")?;
 
@@ -206,7 +210,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.set("msgs_per_s", total.delivered[0] as f64 / window.secs(0));
     m.latency(["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us"], &total.hist[0]);
     m.set("stalls_40ms", total.stalls as f64);
-    cpu_per_message(&mut m, &samples, 0, total.delivered[0], ["cpu_us_per_msg", "bench_cpu_us_per_msg"]);
+    cpu_per_message(&mut m, &samples, 0, total.delivered[0], Unit::Msg);
     total.notes(&mut m);
     if lost_conns > 0 {
         m.notes.push(format!("{lost_conns} connections closed during the run"));

@@ -24,25 +24,33 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, Service
 /// connection never wrote out) is stored in the same step, under the user's
 /// row lock, ahead of anything sent to `me` afterwards.
 pub fn go_offline(ctx: &Arc<Ctx>, me: &User, conn: ConnId, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
-    if ctx.registry.get(me.id) != Some(conn) {
-        return router::route(ctx, unsent);
-    }
     let followers = ctx.db.run(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &[me.id])?;
-        ctx.registry.remove(me.id, conn);
+        // Checked under the lock: a LOGOUT and a close may both get here.
+        if !ctx.registry.remove(me.id, conn) {
+            return Ok(None);
+        }
         ctx.bus.unsubscribe(me.id);
         let rows: Vec<(i32, &str)> = unsent.iter().map(|d| (me.id, &*d.payload)).collect();
         offline_message::insert_many(&mut tx, &rows)?;
         online::release(&mut tx, me.id, &ctx.server_id)?;
         let followers = friend::added_by(&mut tx, me.id)?;
         tx.commit()?;
-        Ok(followers)
+        Ok(Some(followers))
     });
-    // Storage down: the user is gone from here all the same; the heartbeat
-    // releases their `online` row once MySQL is back.
-    ctx.registry.remove(me.id, conn);
+    let followers = match followers {
+        Ok(Some(followers)) => followers,
+        // Not logged in on `conn` (any more): the unsent go where the user is.
+        Ok(None) => return router::route(ctx, unsent),
+        Err(e) => {
+            // Storage down: the user is gone from here all the same; the
+            // heartbeat releases their `online` row once MySQL is back.
+            ctx.registry.remove(me.id, conn);
+            return Err(e.into());
+        }
+    };
     let payload: Arc<str> = protocol::presence(me.id, &me.name, false).into();
-    let presence = followers?.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
+    let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
     router::route(ctx, presence.collect())
 }

@@ -88,7 +88,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
 
 /// Errno 500 in the form the client waits for: the ACK of its request, or
 /// an ERROR for requests without one.
-fn storage_failure_reply(request: &Request) -> String {
+pub fn storage_failure_reply(request: &Request) -> String {
     let ack = match request {
         Request::Login { .. } => msgid::LOGIN_ACK,
         Request::Register { .. } => msgid::REG_ACK,

@@ -20,13 +20,20 @@ fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
 /// The fast path, run on the event loop: when the receiver is online here
 /// nothing needs storage. False when the job path must take over.
 pub fn try_live(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> bool {
+    // Checked first so that a miss costs no serialisation.
     ctx.registry.get(toid).is_some() && router::send_live(ctx, &delivery(me, toid, msg))
 }
 
+/// Live here, over the bus, or stored. MySQL is asked only when no server
+/// took the message: whether the id exists, then to store it.
 pub fn apply(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> Result<Outcome, ServiceError> {
-    if ctx.registry.get(toid).is_none() && ctx.db.run(|c| user::find(c, toid))?.is_none() {
+    let missed = router::send_where_online(ctx, vec![delivery(me, toid, msg)]);
+    if missed.is_empty() {
+        return Ok(Outcome::nothing());
+    }
+    if ctx.db.run(|c| user::find(c, toid))?.is_none() {
         return Ok(Outcome::reply(protocol::error(Errno::NoSuchUser)));
     }
-    router::route(ctx, vec![delivery(me, toid, msg)])?;
+    router::store(ctx, missed)?;
     Ok(Outcome::nothing())
 }
