@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use common::{Client, Server, TestDb, assert_recent_stamp, parse_string_list, wait_offline_count, wait_user_state};
-use serde_json::{Value, json};
+use common::{
+    Client, Server, TestDb, assert_offline_chats, assert_one_chat, key_set, keys, logout_and_wait, offline_user,
+    user_on, wait_offline_count,
+};
+use serde_json::json;
 
 const PW: &str = "pw-Chat-1";
 
@@ -15,54 +16,19 @@ const PW: &str = "pw-Chat-1";
 const HOSTILE: &str = "it's \"quoted\" \\back\\slash\\ '; DROP TABLE user; -- \
                        你好，世界 😀🎉 tab\tnewline\nend \\u0000 nul\u{0}byte `x` %s %d";
 
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap_or_else(|| panic!("not a JSON object: {v}")).keys().cloned().collect()
-}
-
-/// Asserts `got` is exactly the ONE_CHAT from (`id`, `name`) to `toid`
-/// with `msg`, stamped within a minute of now.
-fn assert_one_chat(got: &Value, id: i64, name: &str, toid: i64, msg: &str) {
-    assert_recent_stamp(got);
-    let expected = json!({
-        "msgid": 6, "id": id, "name": name, "toid": toid, "msg": msg,
-        "time": got["time"].clone(),
-    });
-    assert_eq!(got, &expected, "delivered ONE_CHAT differs");
-}
-
-/// Asserts an `offlinemsg` list of a LOGIN_ACK holds, in order, exactly the
-/// ONE_CHATs from (`id`, `name`) to `toid` with the texts `msgs`.
-fn assert_offline_chats(ack: &Value, id: i64, name: &str, toid: i64, msgs: &[&str]) {
-    let list = ack["offlinemsg"].as_array().unwrap_or_else(|| panic!("LOGIN_ACK has no offlinemsg array: {ack}"));
-    assert_eq!(list.len(), msgs.len(), "offlinemsg: {ack}");
-    let parsed = parse_string_list(&ack["offlinemsg"]);
-    for (got, msg) in parsed.iter().zip(msgs) {
-        assert_one_chat(got, id, name, toid, msg);
-    }
-}
-
-fn send_chat(c: &mut Client, toid: i64, msg: &str) {
-    c.send(&json!({"msgid": 6, "toid": toid, "msg": msg}));
-}
-
 #[test]
 fn one_chat_is_delivered_live_with_the_senders_identity_and_time() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let (ida, namea) = a.register_login("a", PW);
-    let (idb, nameb) = b.register_login("b", PW);
+    let (mut a, ida, namea) = user_on(server.addr, "a", PW);
+    let (mut b, idb, nameb) = user_on(server.addr, "b", PW);
 
-    send_chat(&mut a, idb, "hello b");
+    a.send_chat(idb, "hello b");
     let got = b.recv_msgid(6);
     assert_one_chat(&got, ida, &namea, idb, "hello b");
-    assert_eq!(
-        keys(&got),
-        ["id", "msg", "msgid", "name", "time", "toid"].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
-    );
+    assert_eq!(keys(&got), key_set(&["id", "msg", "msgid", "name", "time", "toid"]));
 
-    send_chat(&mut b, ida, "hello a");
+    b.send_chat(ida, "hello a");
     let got = a.recv_msgid(6);
     assert_one_chat(&got, idb, &nameb, ida, "hello a");
     // Nothing stored for anyone: both were online.
@@ -73,12 +39,9 @@ fn one_chat_is_delivered_live_with_the_senders_identity_and_time() {
 fn a_forged_id_and_name_in_one_chat_are_ignored() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let mut c = Client::connect(server.addr);
-    let (ida, namea) = a.register_login("a", PW);
-    let (idb, _) = b.register_login("b", PW);
-    let (idc, namec) = c.register_login("c", PW);
+    let (mut a, ida, namea) = user_on(server.addr, "a", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
+    let (_c, idc, namec) = user_on(server.addr, "c", PW);
 
     a.send(&json!({"msgid": 6, "id": idc, "name": namec, "toid": idb, "msg": "forged",
                    "time": "1999-01-01 00:00:00"}));
@@ -93,15 +56,12 @@ fn a_forged_id_and_name_in_one_chat_are_ignored() {
 fn three_offline_messages_arrive_in_order_at_the_next_login_then_are_gone() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let (ida, namea) = a.register_login("a", PW);
-    let mut reg = Client::connect(server.addr);
-    let nameb = common::unique_name("b");
-    let idb = reg.register(&nameb, PW);
+    let (mut a, ida, namea) = user_on(server.addr, "a", PW);
+    let (idb, nameb) = offline_user(server.addr, "b", PW);
 
     let msgs = ["one", "two", "three"];
     for m in msgs {
-        send_chat(&mut a, idb, m);
+        a.send_chat(idb, m);
     }
     wait_offline_count(&db, idb, 3);
 
@@ -110,13 +70,11 @@ fn three_offline_messages_arrive_in_order_at_the_next_login_then_are_gone() {
     assert_eq!(ack["name"], nameb.as_str());
     assert_offline_chats(&ack, ida, &namea, idb, &msgs);
     // Nothing else comes live for b: the stored ones are not sent twice.
-    b.send(&json!({"msgid": 16}));
-    b.recv_msgid(17);
+    b.ping();
 
     // Deleted once delivered.
     wait_offline_count(&db, idb, 0);
-    b.send(&json!({"msgid": 3}));
-    wait_user_state(&db, idb, "offline");
+    logout_and_wait(&db, &mut b, idb);
     let ack = b.login_ok(idb, PW);
     assert!(ack.get("offlinemsg").is_none(), "delivered messages came again: {ack}");
 }
@@ -125,54 +83,48 @@ fn three_offline_messages_arrive_in_order_at_the_next_login_then_are_gone() {
 fn one_chat_to_a_missing_user_is_error_200() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let (ida, _) = a.register_login("a", PW);
-    send_chat(&mut a, ida + 1000, "anyone?");
+    let (mut a, ida, _) = user_on(server.addr, "a", PW);
+    a.send_chat(ida + 1000, "anyone?");
     let err = a.recv_error(200);
     assert!(err["msg"].as_str().is_some_and(|s| !s.is_empty()), "{err}");
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM offlinemessage", ()), 0, "stored for nobody");
     // The connection carries on.
-    a.send(&json!({"msgid": 16}));
-    a.recv_msgid(17);
+    a.ping();
 }
 
 #[test]
 fn two_hundred_live_messages_arrive_in_order() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let (ida, _) = a.register_login("a", PW);
-    let (idb, _) = b.register_login("b", PW);
+    let (mut a, ida, _) = user_on(server.addr, "a", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
     for i in 1..=200 {
-        send_chat(&mut a, idb, &format!("m{i}"));
+        a.send_chat(idb, &format!("m{i}"));
     }
     for i in 1..=200 {
         let got = b.recv_msgid(6);
         assert_eq!(got["msg"], format!("m{i}"), "message {i} out of order: {got}");
         assert_eq!(got["id"].as_i64(), Some(ida));
     }
-    b.send(&json!({"msgid": 16}));
-    b.recv_msgid(17);
+    b.ping();
 }
 
 #[test]
 fn stored_then_live_messages_keep_their_order() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let (ida, namea) = a.register_login("a", PW);
+    let (mut a, ida, namea) = user_on(server.addr, "a", PW);
     let mut b = Client::connect(server.addr);
     let idb = b.register(&common::unique_name("b"), PW);
 
     for m in ["1", "2", "3"] {
-        send_chat(&mut a, idb, m);
+        a.send_chat(idb, m);
     }
     wait_offline_count(&db, idb, 3);
     let ack = b.login_ok(idb, PW);
     assert_offline_chats(&ack, ida, &namea, idb, &["1", "2", "3"]);
     for m in ["4", "5", "6"] {
-        send_chat(&mut a, idb, m);
+        a.send_chat(idb, m);
     }
     for m in ["4", "5", "6"] {
         assert_one_chat(&b.recv_msgid(6), ida, &namea, idb, m);
@@ -183,19 +135,16 @@ fn stored_then_live_messages_keep_their_order() {
 fn hostile_text_arrives_byte_for_byte_live_and_offline() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let (ida, namea) = a.register_login("a", PW);
-    let (idb, _) = b.register_login("b", PW);
+    let (mut a, ida, namea) = user_on(server.addr, "a", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
 
-    send_chat(&mut a, idb, HOSTILE);
+    a.send_chat(idb, HOSTILE);
     let live = b.recv_msgid(6);
     assert_eq!(live["msg"].as_str(), Some(HOSTILE), "live text changed");
     assert_one_chat(&live, ida, &namea, idb, HOSTILE);
 
-    b.send(&json!({"msgid": 3}));
-    wait_user_state(&db, idb, "offline");
-    send_chat(&mut a, idb, HOSTILE);
+    logout_and_wait(&db, &mut b, idb);
+    a.send_chat(idb, HOSTILE);
     wait_offline_count(&db, idb, 1);
     let ack = b.login_ok(idb, PW);
     assert_offline_chats(&ack, ida, &namea, idb, &[HOSTILE]);
@@ -215,15 +164,13 @@ fn a_hostile_user_name_registers_logs_in_and_signs_messages() {
     let ack = h.login_ok(idh, PW);
     assert_eq!(ack["name"].as_str(), Some(name), "{ack}");
 
-    let mut b = Client::connect(server.addr);
-    let (idb, _) = b.register_login("b", PW);
-    send_chat(&mut h, idb, "from a strange name");
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
+    h.send_chat(idb, "from a strange name");
     assert_one_chat(&b.recv_msgid(6), idh, name, idb, "from a strange name");
 
     // To b offline, stored and signed the same way.
-    b.send(&json!({"msgid": 3}));
-    wait_user_state(&db, idb, "offline");
-    send_chat(&mut h, idb, "later");
+    logout_and_wait(&db, &mut b, idb);
+    h.send_chat(idb, "later");
     wait_offline_count(&db, idb, 1);
     let ack = b.login_ok(idb, PW);
     assert_offline_chats(&ack, idh, name, idb, &["later"]);

@@ -3,14 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDb, client_bin, unique_name};
+use common::{Server, TestDb, client_bin, is_stamp_shaped, read_lines, unique_name};
 
 /// How long to wait for one expected line of client output.
 const WAIT: Duration = Duration::from_secs(20);
@@ -48,20 +48,9 @@ impl ClientProc {
         let output = Arc::new(Output::default());
         let stdout = child.stdout.take().expect("stdout is piped");
         let sink = Arc::clone(&output);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                        sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push(text);
-                        sink.grew.notify_all();
-                    }
-                }
-            }
+        read_lines(stdout, move |text| {
+            sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim_end().to_string());
+            sink.grew.notify_all();
         });
         let stdin = child.stdin.take();
         ClientProc { child, stdin, output, cursor: 0, label }
@@ -189,15 +178,7 @@ fn is_chat_line(line: &str, prefix: &str, tail: &str) -> bool {
     let Some(rest) = line.strip_prefix(prefix) else {
         return false;
     };
-    let stamp = rest.get(..19).unwrap_or("");
-    let shape_ok = stamp.len() == 19
-        && stamp.char_indices().all(|(i, c)| match i {
-            4 | 7 => c == '-',
-            10 => c == ' ',
-            13 | 16 => c == ':',
-            _ => c.is_ascii_digit(),
-        });
-    shape_ok && rest[19..] == format!(" {tail}")
+    is_stamp_shaped(rest.get(..19).unwrap_or("")) && rest[19..] == format!(" {tail}")
 }
 
 #[test]

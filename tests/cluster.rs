@@ -12,12 +12,12 @@ mod cluster_support;
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    Nginx, RedisProc, add_friend, assert_group_chat, assert_offline_chats, assert_one_chat, assert_online_on,
-    assert_presence, create_group, join_group, offline_msgs, online_server_of, ping_pong, poll_until_deadline,
-    send_chat, send_group_chat, server_id_prefix, two_servers,
+    Nginx, RedisProc, assert_online_on, join_group, online_server_of, server_id_prefix, two_servers,
 };
 use common::{
-    Client, Server, TestDb, login_when_released, unique_name, user_state, wait_offline_count, wait_user_state,
+    Client, Server, TestDb, assert_group_chat, assert_offline_chats, assert_one_chat, assert_presence,
+    login_when_released, logout_and_wait, offline_msgs, offline_user, parse_string_list, poll_until_deadline,
+    unique_name, user_on, user_state, wait_offline_count, wait_user_state,
 };
 use serde_json::{Value, json};
 
@@ -30,73 +30,58 @@ const RECOVERY_WITHIN: Duration = Duration::from_secs(30);
 /// How long a stopping server may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Registers `prefix`'s fresh user on `c` and logs in; (id, name).
-fn user_on(server: &Server, prefix: &str) -> (Client, i64, String) {
-    let mut c = Client::connect(server.addr);
-    let (id, name) = c.register_login(prefix, PW);
-    (c, id, name)
-}
-
-/// Registers a user (on `server`) who stays offline; (id, name).
-fn offline_user(server: &Server, prefix: &str) -> (i64, String) {
-    let mut c = Client::connect(server.addr);
-    let name = unique_name(prefix);
-    let id = c.register(&name, PW);
-    (id, name)
-}
-
 #[test]
 fn one_chat_crosses_servers_both_ways_with_exact_fields() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut a, ida, namea) = user_on(&s1, "a");
-    let (mut b, idb, nameb) = user_on(&s2, "b");
+    let (mut a, ida, namea) = user_on(s1.addr, "a", PW);
+    let (mut b, idb, nameb) = user_on(s2.addr, "b", PW);
     assert_online_on(&db, ida, &s1);
     assert_online_on(&db, idb, &s2);
 
-    send_chat(&mut a, idb, "hello from server 1");
+    a.send_chat(idb, "hello from server 1");
     assert_one_chat(&b.recv_msgid(6), ida, &namea, idb, "hello from server 1");
-    send_chat(&mut b, ida, "hello from server 2: 你好 😀");
+    b.send_chat(ida, "hello from server 2: 你好 😀");
     assert_one_chat(&a.recv_msgid(6), idb, &nameb, ida, "hello from server 2: 你好 😀");
 
     // Delivered live, so nothing was stored, and nothing came twice.
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM offlinemessage", ()), 0, "a live message was also stored");
-    ping_pong(&mut a);
-    ping_pong(&mut b);
+    a.ping();
+    b.ping();
 }
 
 #[test]
 fn group_chat_reaches_members_on_both_servers_but_not_the_sender() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut a, ida, namea) = user_on(&s1, "ga");
-    let (mut c, _idc, _) = user_on(&s1, "gc");
-    let (mut b, idb, nameb) = user_on(&s2, "gb");
-    let (mut d, _idd, _) = user_on(&s2, "gd");
+    let (mut a, ida, namea) = user_on(s1.addr, "ga", PW);
+    let (mut c, _idc, _) = user_on(s1.addr, "gc", PW);
+    let (mut b, idb, nameb) = user_on(s2.addr, "gb", PW);
+    let (mut d, _idd, _) = user_on(s2.addr, "gd", PW);
 
-    let group = create_group(&mut a, &unique_name("grp"));
+    let group = a.new_group(&unique_name("grp"), "cluster test");
     join_group(&mut b, group);
     join_group(&mut c, group);
     join_group(&mut d, group);
 
     // From server 1: everyone else, on both servers, gets it.
-    send_group_chat(&mut a, group, "g1 from server 1");
+    a.send_group_chat(group, "g1 from server 1");
     for m in [&mut b, &mut c, &mut d] {
         assert_group_chat(&m.recv_msgid(10), ida, &namea, group, "g1 from server 1");
     }
     // From server 2. A's next frame is B's message: A never got its own g1.
-    send_group_chat(&mut b, group, "g2 from server 2");
+    b.send_group_chat(group, "g2 from server 2");
     for m in [&mut a, &mut c, &mut d] {
         assert_group_chat(&m.recv_msgid(10), idb, &nameb, group, "g2 from server 2");
     }
     // And B's next frame is A's next message, not its own g2.
-    send_group_chat(&mut a, group, "g3 from server 1");
+    a.send_group_chat(group, "g3 from server 1");
     for m in [&mut b, &mut c, &mut d] {
         assert_group_chat(&m.recv_msgid(10), ida, &namea, group, "g3 from server 1");
     }
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM offlinemessage", ()), 0, "a live group message was also stored");
     for m in [&mut a, &mut b, &mut c, &mut d] {
-        ping_pong(m);
+        m.ping();
     }
 }
 
@@ -104,16 +89,16 @@ fn group_chat_reaches_members_on_both_servers_but_not_the_sender() {
 fn presence_crosses_servers() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut a, ida, namea) = user_on(&s1, "pa");
-    let (idb, nameb) = offline_user(&s2, "pb");
-    add_friend(&mut a, idb);
+    let (mut a, ida, namea) = user_on(s1.addr, "pa", PW);
+    let (idb, nameb) = offline_user(s2.addr, "pb", PW);
+    a.add_friend_ok(idb);
 
     // B logs in on server 2: A, on server 1, is told.
     let mut b = Client::connect(s2.addr);
     b.login_ok(idb, PW);
     assert_presence(&a.recv_msgid(15), idb, &nameb, "online");
     // B logs out: A is told.
-    b.send(&json!({"msgid": 3}));
+    b.logout();
     assert_presence(&a.recv_msgid(15), idb, &nameb, "offline");
     wait_user_state(&db, idb, "offline");
 
@@ -122,39 +107,39 @@ fn presence_crosses_servers() {
     let ack = b.login_ok(idb, PW);
     assert!(ack.get("friends").is_none(), "B has no friends yet: {ack}");
     assert_presence(&a.recv_msgid(15), idb, &nameb, "online");
-    add_friend(&mut b, ida);
-    a.send(&json!({"msgid": 3}));
+    b.add_friend_ok(ida);
+    a.logout();
     assert_presence(&b.recv_msgid(15), ida, &namea, "offline");
     wait_user_state(&db, ida, "offline");
     let ack = a.login_ok(ida, PW);
     assert_presence(&b.recv_msgid(15), ida, &namea, "online");
     // A's friend list, read on server 1, shows B online on server 2.
-    let friends = common::parse_string_list(&ack["friends"]);
+    let friends = parse_string_list(&ack["friends"]);
     assert_eq!(friends, vec![json!({"id": idb, "name": nameb, "state": "online"})], "LOGIN_ACK: {ack}");
-    ping_pong(&mut a);
-    ping_pong(&mut b);
+    a.ping();
+    b.ping();
 }
 
 #[test]
 fn offline_messages_sent_on_one_server_arrive_at_login_on_the_other() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut a, ida, namea) = user_on(&s1, "oa");
-    let (idb, nameb) = offline_user(&s2, "ob");
+    let (mut a, ida, namea) = user_on(s1.addr, "oa", PW);
+    let (idb, nameb) = offline_user(s2.addr, "ob", PW);
 
     let msgs = ["first", "second", "third"];
     for m in msgs {
-        send_chat(&mut a, idb, m);
+        a.send_chat(idb, m);
     }
     wait_offline_count(&db, idb, 3);
-    ping_pong(&mut a); // no error for the sender
+    a.ping(); // no error for the sender
 
     let mut b = Client::connect(s2.addr);
     let ack = b.login_ok(idb, PW);
     assert_eq!(ack["name"], nameb.as_str());
     assert_offline_chats(&ack, ida, &namea, idb, &msgs);
     // Not sent again live, and deleted once delivered.
-    ping_pong(&mut b);
+    b.ping();
     wait_offline_count(&db, idb, 0);
 }
 
@@ -162,14 +147,14 @@ fn offline_messages_sent_on_one_server_arrive_at_login_on_the_other() {
 fn three_hundred_messages_across_servers_arrive_in_order_once_each() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut a, ida, _) = user_on(&s1, "qa");
-    let (mut b, idb, _) = user_on(&s2, "qb");
+    let (mut a, ida, _) = user_on(s1.addr, "qa", PW);
+    let (mut b, idb, _) = user_on(s2.addr, "qb", PW);
 
     const N: usize = 300;
     for i in 1..=N {
-        send_chat(&mut a, idb, &format!("m{i}"));
+        a.send_chat(idb, &format!("m{i}"));
     }
-    send_chat(&mut a, idb, "end");
+    a.send_chat(idb, "end");
     // In order, none missing; a duplicate would show up before "end".
     for i in 1..=N {
         let got = b.recv_msgid(6);
@@ -178,8 +163,8 @@ fn three_hundred_messages_across_servers_arrive_in_order_once_each() {
         assert_eq!(got["toid"].as_i64(), Some(idb), "{got}");
     }
     assert_eq!(b.recv_msgid(6)["msg"], "end", "more than {N} messages arrived");
-    ping_pong(&mut a); // the sender got no error (e.g. rate limit)
-    ping_pong(&mut b);
+    a.ping(); // the sender got no error (e.g. rate limit)
+    b.ping();
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM offlinemessage", ()), 0, "live messages were also stored");
 }
 
@@ -187,7 +172,7 @@ fn three_hundred_messages_across_servers_arrive_in_order_once_each() {
 fn a_user_logged_in_on_one_server_cannot_log_in_on_another() {
     let db = TestDb::new();
     let (s1, s2) = two_servers(&db, &[]);
-    let (mut b1, idb, _) = user_on(&s1, "lb");
+    let (mut b1, idb, _) = user_on(s1.addr, "lb", PW);
 
     let mut b2 = Client::connect(s2.addr);
     let ack = b2.login(idb, PW);
@@ -198,13 +183,13 @@ fn a_user_logged_in_on_one_server_cannot_log_in_on_another() {
     );
     // The first session is untouched.
     assert_online_on(&db, idb, &s1);
-    ping_pong(&mut b1);
-    let (mut a, ida, namea) = user_on(&s2, "la");
-    send_chat(&mut a, idb, "still here?");
+    b1.ping();
+    let (mut a, ida, namea) = user_on(s2.addr, "la", PW);
+    a.send_chat(idb, "still here?");
     assert_one_chat(&b1.recv_msgid(6), ida, &namea, idb, "still here?");
 
     // Once logged out on server 1, the login on server 2 works.
-    b1.send(&json!({"msgid": 3}));
+    b1.logout();
     login_when_released(&mut b2, idb, PW);
     assert_online_on(&db, idb, &s2);
     // And now server 1 refuses it.
@@ -242,7 +227,7 @@ fn twenty_clients_through_nginx_spread_over_both_servers_and_chat() {
     // through nginx, one way and then back.
     for i in 0..N {
         let to = users[(i + 1) % N].0;
-        send_chat(&mut clients[i], to, &format!("forward {i}"));
+        clients[i].send_chat(to, &format!("forward {i}"));
     }
     for j in 0..N {
         let from = (j + N - 1) % N;
@@ -251,7 +236,7 @@ fn twenty_clients_through_nginx_spread_over_both_servers_and_chat() {
     }
     for j in 0..N {
         let back_to = users[(j + N - 1) % N].0;
-        send_chat(&mut clients[j], back_to, &format!("back {j}"));
+        clients[j].send_chat(back_to, &format!("back {j}"));
     }
     for i in 0..N {
         let from = (i + 1) % N;
@@ -260,7 +245,7 @@ fn twenty_clients_through_nginx_spread_over_both_servers_and_chat() {
     }
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM offlinemessage", ()), 0, "live messages were also stored");
     for c in &mut clients {
-        ping_pong(c);
+        c.ping();
     }
     drop(nginx);
 }
@@ -281,9 +266,9 @@ fn heartbeat_fresh(db: &TestDb, server: &Server) -> bool {
 fn after_kill_9_users_go_offline_messages_are_stored_and_they_log_in_elsewhere() {
     let db = TestDb::new();
     let (mut s1, s2) = two_servers(&db, &[]);
-    let (mut x, idx, _) = user_on(&s1, "kx");
-    let (_w, idw, _) = user_on(&s1, "kw");
-    let (mut y, idy, namey) = user_on(&s2, "ky");
+    let (mut x, idx, _) = user_on(s1.addr, "kx", PW);
+    let (_w, idw, _) = user_on(s1.addr, "kw", PW);
+    let (mut y, idy, namey) = user_on(s2.addr, "ky", PW);
     assert_online_on(&db, idx, &s1);
 
     s1.signal(libc::SIGKILL);
@@ -328,10 +313,10 @@ fn after_kill_9_users_go_offline_messages_are_stored_and_they_log_in_elsewhere()
     assert_eq!(online_server_of(&db, idx), None, "table online still holds {idx}");
 
     // Messages to X are now stored, not lost.
-    send_chat(&mut y, idx, "while you were gone 1");
-    send_chat(&mut y, idx, "while you were gone 2");
+    y.send_chat(idx, "while you were gone 1");
+    y.send_chat(idx, "while you were gone 2");
     wait_offline_count(&db, idx, 2);
-    ping_pong(&mut y); // no error for the sender
+    y.ping(); // no error for the sender
 
     // X logs in again through server 2 at once and finds both, in order.
     let mut x2 = Client::connect(s2.addr);
@@ -340,7 +325,7 @@ fn after_kill_9_users_go_offline_messages_are_stored_and_they_log_in_elsewhere()
     assert_offline_chats(&ack, idy, &namey, idx, &["while you were gone 1", "while you were gone 2"]);
     assert_online_on(&db, idx, &s2);
     // And chats live again.
-    send_chat(&mut y, idx, "welcome back");
+    y.send_chat(idx, "welcome back");
     assert_one_chat(&x2.recv_msgid(6), idy, &namey, idx, "welcome back");
 }
 
@@ -348,9 +333,9 @@ fn after_kill_9_users_go_offline_messages_are_stored_and_they_log_in_elsewhere()
 fn friends_on_other_servers_are_told_when_a_killed_servers_users_go_offline() {
     let db = TestDb::new();
     let (mut s1, s2) = two_servers(&db, &[]);
-    let (_x, idx, namex) = user_on(&s1, "fx");
-    let (mut y, _idy, _) = user_on(&s2, "fy");
-    add_friend(&mut y, idx);
+    let (_x, idx, namex) = user_on(s1.addr, "fx", PW);
+    let (mut y, _idy, _) = user_on(s2.addr, "fy", PW);
+    y.add_friend_ok(idx);
 
     s1.signal(libc::SIGKILL);
     let deadline = Instant::now() + DEATH_DETECTED_WITHIN;
@@ -384,13 +369,13 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
     let redis = RedisProc::start_on_free_port();
     let url = redis.url();
     let (s1, s2) = two_servers(&db, &[("CHAT_REDIS_URL", url.as_str())]);
-    let (mut a, ida, namea) = user_on(&s1, "ra");
-    let (mut c, idc, _) = user_on(&s1, "rc");
-    let (mut b, idb, nameb) = user_on(&s2, "rb");
+    let (mut a, ida, namea) = user_on(s1.addr, "ra", PW);
+    let (mut c, idc, _) = user_on(s1.addr, "rc", PW);
+    let (mut b, idb, nameb) = user_on(s2.addr, "rb", PW);
 
-    send_chat(&mut a, idb, "before");
+    a.send_chat(idb, "before");
     assert_one_chat(&b.recv_msgid(6), ida, &namea, idb, "before");
-    send_chat(&mut b, ida, "before too");
+    b.send_chat(ida, "before too");
     assert_one_chat(&a.recv_msgid(6), idb, &nameb, ida, "before too");
     for s in [&s1, &s2] {
         assert!(redis_outage_lines(&s.output()).is_empty(), "outage reported while Redis is up:\n{}", s.output());
@@ -400,7 +385,7 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
     let port = redis.kill();
     let msgs = ["during 1", "during 2", "during 3"];
     for m in msgs {
-        send_chat(&mut a, idb, m);
+        a.send_chat(idb, m);
     }
     // Each is delivered live or stored: wait until all three are accounted for.
     let mut live: Vec<Value> = Vec::new();
@@ -421,13 +406,12 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
         );
     }
     // Server 1 keeps serving its own users meanwhile.
-    send_chat(&mut a, idc, "local while redis is down");
+    a.send_chat(idc, "local while redis is down");
     assert_one_chat(&c.recv_msgid(6), ida, &namea, idc, "local while redis is down");
-    ping_pong(&mut a); // the sender got no error
+    a.ping(); // the sender got no error
 
     // B logs out and in again (still on server 2): the stored ones come.
-    b.send(&json!({"msgid": 3}));
-    wait_user_state(&db, idb, "offline");
+    logout_and_wait(&db, &mut b, idb);
     let ack = b.login_ok(idb, PW);
     let stored = offline_msgs(&ack);
     let live_texts: Vec<&str> = live.iter().map(|v| v["msg"].as_str().unwrap_or("<not a chat>")).collect();
@@ -454,7 +438,7 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
     let mut k = 0;
     poll_until_deadline("A (server 1) -> B (server 2) to be delivered live again", back_deadline, || {
         k += 1;
-        send_chat(&mut a, idb, &format!("probe {k}"));
+        a.send_chat(idb, &format!("probe {k}"));
         let v = b.try_recv(Duration::from_secs(1))?;
         assert!(v["msgid"] == 6 && v["msg"].as_str().is_some_and(|m| m.starts_with("probe ")), "B got {v}");
         assert_one_chat(&v, ida, &namea, idb, v["msg"].as_str().unwrap_or_default());
@@ -463,7 +447,7 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
     let mut k = 0;
     poll_until_deadline("B (server 2) -> A (server 1) to be delivered live again", back_deadline, || {
         k += 1;
-        send_chat(&mut b, ida, &format!("reply {k}"));
+        b.send_chat(ida, &format!("reply {k}"));
         let v = a.try_recv(Duration::from_secs(1))?;
         assert!(v["msgid"] == 6 && v["msg"].as_str().is_some_and(|m| m.starts_with("reply ")), "A got {v}");
         assert_one_chat(&v, idb, &nameb, ida, v["msg"].as_str().unwrap_or_default());
@@ -481,9 +465,9 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
 fn graceful_stop_releases_only_its_own_users() {
     let db = TestDb::new();
     let (mut s1, s2) = two_servers(&db, &[]);
-    let (mut u1, id1, _) = user_on(&s1, "g1");
-    let (mut u2, id2, name2) = user_on(&s2, "g2");
-    let (mut u3, id3, name3) = user_on(&s2, "g3");
+    let (mut u1, id1, _) = user_on(s1.addr, "g1", PW);
+    let (mut u2, id2, name2) = user_on(s2.addr, "g2", PW);
+    let (mut u3, id3, name3) = user_on(s2.addr, "g3", PW);
 
     s1.signal(libc::SIGINT);
     let status =
@@ -506,22 +490,22 @@ fn graceful_stop_releases_only_its_own_users() {
     );
 
     // U2 chats on with U3, and a message to U1 is stored.
-    send_chat(&mut u2, id3, "still up");
+    u2.send_chat(id3, "still up");
     assert_one_chat(&u3.recv_msgid(6), id2, &name2, id3, "still up");
-    send_chat(&mut u3, id2, "yes");
+    u3.send_chat(id2, "yes");
     assert_one_chat(&u2.recv_msgid(6), id3, &name3, id2, "yes");
-    send_chat(&mut u2, id1, "for later");
+    u2.send_chat(id1, "for later");
     wait_offline_count(&db, id1, 1);
-    ping_pong(&mut u2);
+    u2.ping();
 }
 
 #[test]
 fn friends_on_other_servers_are_told_when_a_stopped_servers_users_go_offline() {
     let db = TestDb::new();
     let (mut s1, s2) = two_servers(&db, &[]);
-    let (_u1, id1, name1) = user_on(&s1, "h1");
-    let (mut u2, _id2, _) = user_on(&s2, "h2");
-    add_friend(&mut u2, id1);
+    let (_u1, id1, name1) = user_on(s1.addr, "h1", PW);
+    let (mut u2, _id2, _) = user_on(s2.addr, "h2", PW);
+    u2.add_friend_ok(id1);
 
     s1.signal(libc::SIGINT);
     let status =

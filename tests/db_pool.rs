@@ -1,8 +1,7 @@
 //! The hand-written connection pool and the schema bootstrap, against a real
 //! MariaDB (`CHAT_MYSQL_URL`, default mysql://root@127.0.0.1:3306/chat).
 
-#[path = "support/db.rs"]
-mod db_support;
+mod common;
 
 use std::sync::mpsc;
 use std::thread;
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chatserver::db::{DbError, Pool, schema};
 use chatserver::model::user;
-use db_support::TestDb;
+use common::TestDb;
 use mysql::prelude::Queryable;
 
 fn connection_id(conn: &mut mysql::Conn) -> u32 {

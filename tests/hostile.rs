@@ -14,23 +14,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, POLL_TIMEOUT, RECV_TIMEOUT, Server, TestDb, poll_until, unique_name, wait_user_state};
+use common::{
+    Client, POLL_TIMEOUT, RECV_TIMEOUT, Server, TestDb, offline_user, ping_pong, poll_until, unique_name, user_on,
+    wait_user_state,
+};
 use serde_json::{Value, json};
 
 const PW: &str = "pw-Hostile-1";
 const INVALID: &str = "id or password is invalid!";
 
-fn ping_pong(c: &mut Client) {
-    c.send(&json!({"msgid": 16}));
-    assert_eq!(c.recv_msgid(17), json!({"msgid": 17}));
-}
-
 /// Two logged-in users on their own connections: (client, id) each.
 fn pair(addr: SocketAddr) -> ((Client, i64), (Client, i64)) {
-    let mut a = Client::connect(addr);
-    let mut b = Client::connect(addr);
-    let (ida, _) = a.register_login("ha", PW);
-    let (idb, _) = b.register_login("hb", PW);
+    let (a, ida, _) = user_on(addr, "ha", PW);
+    let (b, idb, _) = user_on(addr, "hb", PW);
     ((a, ida), (b, idb))
 }
 
@@ -275,9 +271,8 @@ fn flood_of_5000_messages_every_one_delivered_in_order_or_refused_with_104() {
     // Barrier: a third user writes to A. A's loop handled every flood
     // message before the count above was complete, so any late ERROR for
     // the flood would arrive before this.
-    let mut sync = Client::connect(server.addr);
-    let (ids, _) = sync.register_login("hs", PW);
-    sync.send(&json!({"msgid": 6, "toid": ida, "msg": "sync"}));
+    let (mut sync, ids, _) = user_on(server.addr, "hs", PW);
+    sync.send_chat(ida, "sync");
     loop {
         let v = a.recv();
         if v["msgid"] == 6 && v["msg"] == "sync" && v["id"] == ids {
@@ -288,7 +283,7 @@ fn flood_of_5000_messages_every_one_delivered_in_order_or_refused_with_104() {
     }
     // The end marker, retried while A's bucket is empty.
     poll_until("A's end marker to be accepted", POLL_TIMEOUT, || {
-        a.send(&json!({"msgid": 6, "toid": idb, "msg": "end"}));
+        a.send_chat(idb, "end");
         match a.try_recv(Duration::from_millis(200)) {
             None => Some(()),
             Some(v) if v["msgid"] == 11 && v["errno"] == 104 => None,
@@ -479,9 +474,8 @@ fn stored_messages_past_the_output_cap_still_reach_their_user_at_login() {
     const COUNT: usize = 300;
     let db = TestDb::new();
     let server = Server::start_with(&db, &["--rate", "100000"], &[]);
-    let mut a = Client::connect(server.addr);
-    let (ida, _) = a.register_login("hs", PW);
-    let idb = register(server.addr, "hr");
+    let (mut a, ida, _) = user_on(server.addr, "hs", PW);
+    let (idb, _) = offline_user(server.addr, "hr", PW);
     let filler = "y".repeat(60 * 1024);
     for i in 0..COUNT {
         a.send(&json!({"msgid": 6, "toid": idb, "msg": format!("{i:05}|{filler}")}));
@@ -562,7 +556,7 @@ fn max_conns_closes_new_connections_past_the_limit_at_once() {
     for c in &mut conns {
         ping_pong(c);
     }
-    conns[1].send(&json!({"msgid": 6, "toid": id0, "msg": "still here"}));
+    conns[1].send_chat(id0, "still here");
     conns[1].recv_error(102);
     // One leaves: a new connection is served again.
     drop(conns.pop());
@@ -578,15 +572,13 @@ fn idle_timeout_closes_a_silent_connection_and_its_user_goes_offline() {
     const IDLE: Duration = Duration::from_secs(3);
     let db = TestDb::new();
     let server = Server::start_with(&db, &["--idle-timeout", "3"], &[]);
-    let mut pinger = Client::connect(server.addr);
-    pinger.register_login("hp", PW);
+    let (mut pinger, _, _) = user_on(server.addr, "hp", PW);
     let mut silent = Client::connect(server.addr);
     let ids = silent.register(&unique_name("hq"), PW);
     // The server counts from the last byte it reads, the LOGIN: after this.
     let quiet_since = Instant::now();
     silent.login_ok(ids, PW);
-    pinger.send(&json!({"msgid": 7, "friendid": ids}));
-    assert_eq!(pinger.recv_msgid(12)["errno"].as_i64(), Some(0));
+    assert_eq!(pinger.add_friend(ids)["errno"].as_i64(), Some(0));
 
     // The other client keeps pinging well within the timeout, and collects
     // what else arrives (the presence push).
@@ -628,7 +620,7 @@ fn idle_timeout_closes_a_silent_connection_and_its_user_goes_offline() {
         others.push(pinger.recv());
     };
     assert_eq!(presence["state"], "offline", "{presence}");
-    pinger.send(&json!({"msgid": 6, "toid": ids, "msg": "while you were away"}));
+    pinger.send_chat(ids, "while you were away");
     common::wait_offline_count(&db, ids, 1);
     // The pinging one was not closed.
     ping_pong(&mut pinger);
@@ -636,17 +628,11 @@ fn idle_timeout_closes_a_silent_connection_and_its_user_goes_offline() {
 
 // ----------------------------------------------------------- login abuse
 
-/// Registers a user (on its own connection, closed after) and returns the id.
-fn register(addr: SocketAddr, prefix: &str) -> i64 {
-    let mut c = Client::connect(addr);
-    c.register(&unique_name(prefix), PW)
-}
-
 #[test]
 fn login_failures_look_the_same_for_a_wrong_id_and_a_wrong_password() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let id = register(server.addr, "hl");
+    let (id, _) = offline_user(server.addr, "hl", PW);
     let missing = id + 1_000_000;
     let mut c = Client::connect(server.addr);
     let wrong_id = c.login(missing, PW);
@@ -661,8 +647,8 @@ fn login_failures_look_the_same_for_a_wrong_id_and_a_wrong_password() {
 fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let id = register(server.addr, "ht");
-    let other = register(server.addr, "ho");
+    let (id, _) = offline_user(server.addr, "ht", PW);
+    let (other, _) = offline_user(server.addr, "ho", PW);
     let refusal = json!({"msgid": 2, "errno": 1, "errmsg": INVALID});
 
     // Three wrong passwords, then the right one, in one write: the right
@@ -684,7 +670,7 @@ fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
         let last = c.recv_msgid(2);
         if last["errno"] == 0 {
             eprintln!("the right password got in right after 3 failures; trying again");
-            c.send(&json!({"msgid": 3}));
+            c.logout();
             continue;
         }
         assert_eq!(last, refusal, "the right password while the id is held back");
@@ -716,7 +702,7 @@ fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
 fn five_failed_logins_on_one_connection_close_it() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let base = register(server.addr, "hf");
+    let (base, _) = offline_user(server.addr, "hf", PW);
     let mut c = Client::connect(server.addr);
     // Different ids (none of them held back), missing or with a wrong password.
     for i in 0..4 {

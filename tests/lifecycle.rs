@@ -7,9 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, Finished, Server, TestDb, login_when_released, run_server_to_exit, unique_name, user_state, wait_user_state,
+    Client, Finished, Server, TestDb, assert_presence, login_when_released, run_server_to_exit, unique_name, user_on,
+    user_state, wait_user_state,
 };
-use serde_json::json;
 
 const PW: &str = "pw-Life-1";
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -84,8 +84,7 @@ fn a_port_in_use_exits_non_zero_and_says_so() {
     assert_clean_failure("port in use", &f, &["in use", &port]);
     // The first server is unharmed.
     let mut c = Client::connect(first.addr);
-    c.send(&json!({"msgid": 16}));
-    c.recv_msgid(17);
+    c.ping();
 }
 
 /// Two users online here and a third marked online "by another server":
@@ -94,10 +93,8 @@ fn a_port_in_use_exits_non_zero_and_says_so() {
 fn signal_marks_exactly_this_servers_users_offline(sig: libc::c_int) {
     let db = TestDb::new();
     let mut server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let (ida, _) = a.register_login("a", PW);
-    let (idb, _) = b.register_login("b", PW);
+    let (mut a, ida, _) = user_on(server.addr, "a", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
     let idc = a.register(&unique_name("c"), PW);
     db.exec("UPDATE user SET state = 'online' WHERE id = ?", (idc,));
     assert_eq!(user_state(&db, ida), "online");
@@ -132,21 +129,17 @@ fn sigterm_marks_exactly_this_servers_users_offline() {
 fn idle_timeout_closes_a_silent_client_but_not_one_that_pings() {
     let db = TestDb::new();
     let server = Server::start_with(&db, &["--idle-timeout", "2"], &[]);
-    let mut quiet = Client::connect(server.addr);
-    let mut pinger = Client::connect(server.addr);
-    let (idq, _) = quiet.register_login("q", PW);
-    let (idp, _) = pinger.register_login("p", PW);
+    let (mut quiet, idq, _) = user_on(server.addr, "q", PW);
+    let (mut pinger, idp, _) = user_on(server.addr, "p", PW);
 
     // The pinger keeps the connection alive for 5 s (a PING every half
     // second, well inside the 2 s timeout even on a slow machine).
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        pinger.send(&json!({"msgid": 16}));
-        pinger.recv_msgid(17);
+        pinger.ping();
         thread::sleep(Duration::from_millis(500));
     }
-    pinger.send(&json!({"msgid": 16}));
-    pinger.recv_msgid(17);
+    pinger.ping();
     assert_eq!(user_state(&db, idp), "online", "the pinging user went offline");
 
     // The quiet one has been closed (or is closed soon) and is offline.
@@ -162,28 +155,24 @@ fn idle_timeout_closes_a_silent_client_but_not_one_that_pings() {
 fn an_abrupt_close_makes_the_user_offline_tells_friends_and_allows_a_new_login() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    a.register_login("a", PW);
+    let (mut a, _, _) = user_on(server.addr, "a", PW);
     let nameb = unique_name("b");
     let idb = a.register(&nameb, PW);
-    a.send(&json!({"msgid": 7, "friendid": idb}));
-    assert_eq!(a.recv_msgid(12)["errno"].as_i64(), Some(0));
+    assert_eq!(a.add_friend(idb)["errno"].as_i64(), Some(0));
 
     let mut b = Client::connect(server.addr);
     b.login_ok(idb, PW);
-    let online = json!({"msgid": 15, "id": idb, "name": nameb, "state": "online"});
-    let offline = json!({"msgid": 15, "id": idb, "name": nameb, "state": "offline"});
-    assert_eq!(a.recv_msgid(15), online);
+    assert_presence(&a.recv_msgid(15), idb, &nameb, "online");
 
     drop(b);
-    assert_eq!(a.recv_msgid(15), offline);
+    assert_presence(&a.recv_msgid(15), idb, &nameb, "offline");
     wait_user_state(&db, idb, "offline");
 
     let mut b = Client::connect(server.addr);
     let ack = login_when_released(&mut b, idb, PW);
     assert_eq!(ack["name"], nameb.as_str());
-    assert_eq!(a.recv_msgid(15), online);
+    assert_presence(&a.recv_msgid(15), idb, &nameb, "online");
     // And chats again.
-    a.send(&json!({"msgid": 6, "toid": idb, "msg": "welcome back"}));
+    a.send_chat(idb, "welcome back");
     assert_eq!(b.recv_msgid(6)["msg"], "welcome back");
 }

@@ -1,12 +1,11 @@
 //! Every model function against a fresh real database per test.
 
-#[path = "support/db.rs"]
-mod db_support;
+mod common;
 
 use chatserver::model::{
     Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message, online, server, user,
 };
-use db_support::TestDb;
+use common::TestDb;
 use std::time::Duration;
 
 use mysql::Conn;

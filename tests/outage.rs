@@ -64,7 +64,7 @@ fn mysql_outage_gives_500_live_chat_continues_and_the_server_recovers_without_re
     let (idb, _) = b.register_login("ob", PW);
     let idc = setup.register(&unique_name("oc"), PW);
     // Everything works before the outage.
-    a.send(&json!({"msgid": 6, "toid": idb, "msg": "before"}));
+    a.send_chat(idb, "before");
     assert_eq!(b.recv_msgid(6)["msg"], "before");
 
     // ---- MySQL goes away.
@@ -159,12 +159,11 @@ fn mysql_outage_gives_500_live_chat_continues_and_the_server_recovers_without_re
     );
 
     // Everything works again: friends, live chat, stored messages, login.
-    a.send(&json!({"msgid": 7, "friendid": idb}));
-    let ack = a.recv_msgid(12);
+    let ack = a.add_friend(idb);
     assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_FRIEND after the outage: {ack}");
-    a.send(&json!({"msgid": 6, "toid": idb, "msg": "after-live"}));
+    a.send_chat(idb, "after-live");
     assert_eq!(b.recv_msgid(6)["msg"], "after-live");
-    a.send(&json!({"msgid": 6, "toid": idc, "msg": "after-stored"}));
+    a.send_chat(idc, "after-stored");
     let deadline = Instant::now() + RECOVERY_BOUND;
     while count(&url, "SELECT COUNT(*) FROM offlinemessage WHERE userid = ?", (idc,)) < 1 {
         assert!(Instant::now() < deadline, "the ONE_CHAT to offline user {idc} was not stored after the outage");

@@ -3,45 +3,24 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use common::{Client, Server, TestDb, login_when_released, unique_name, user_state, wait_user_state};
+use common::{
+    Client, Server, TestDb, assert_refused, key_set, keys, login_when_released, ping_pong, unique_name, user_on,
+    user_state, wait_user_state,
+};
 use serde_json::{Value, json};
 
 const PW: &str = "pw-Secret-1";
 const INVALID: &str = "id or password is invalid!";
 const IN_USE: &str = "this account is using, input another!";
 
-/// The keys of a JSON object, sorted.
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap_or_else(|| panic!("not a JSON object: {v}")).keys().cloned().collect()
-}
-
-fn key_set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-/// Sends REG and returns the REG_ACK (errno not checked).
-fn reg(c: &mut Client, name: &str, password: &str) -> Value {
-    c.send(&json!({"msgid": 4, "name": name, "password": password}));
-    c.recv_msgid(5)
-}
-
-/// Asserts a REG_ACK is a refusal: errno 1 with a non-empty errmsg.
+/// Asserts a REG_ACK is a refusal: errno 1 with a non-empty errmsg, no id.
 fn assert_reg_refused(ack: &Value, what: &str) {
-    assert_eq!(ack["errno"].as_i64(), Some(1), "{what}: {ack}");
-    assert!(ack["errmsg"].as_str().is_some_and(|s| !s.is_empty()), "{what}: REG_ACK without errmsg: {ack}");
+    assert_refused(ack, 1, what);
     assert!(ack.get("id").is_none(), "{what}: refused REG_ACK has an id: {ack}");
 }
 
 fn user_count(db: &TestDb) -> i64 {
     db.query_i64("SELECT COUNT(*) FROM user", ())
-}
-
-fn ping_pong(c: &mut Client) {
-    c.send(&json!({"msgid": 16}));
-    let pong = c.recv_msgid(17);
-    assert_eq!(pong, json!({"msgid": 17}), "PONG has extra fields");
 }
 
 // ---------------------------------------------------------------- register
@@ -55,7 +34,7 @@ fn register_returns_a_new_id_and_stores_only_an_argon2id_hash() {
     let name2 = unique_name("reg");
     let plain = "Plain-Text-Secret-42";
 
-    let ack1 = reg(&mut c, &name1, plain);
+    let ack1 = c.reg(&name1, plain);
     assert_eq!(ack1["errno"].as_i64(), Some(0), "{ack1}");
     let id1 = ack1["id"].as_i64().unwrap_or_else(|| panic!("no id: {ack1}"));
     let id2 = c.register(&name2, plain);
@@ -85,7 +64,7 @@ fn register_a_taken_name_is_errno_1() {
     let mut c = Client::connect(server.addr);
     let name = unique_name("dup");
     let id = c.register(&name, PW);
-    let ack = reg(&mut c, &name, "another-password");
+    let ack = c.reg(&name, "another-password");
     assert_reg_refused(&ack, "name taken");
     assert_eq!(user_count(&db), 1, "a second user row was created");
     // The original owner still logs in with the original password.
@@ -107,7 +86,7 @@ fn register_rejects_empty_and_overlong_names_and_passwords() {
         ("51-character CJK name", "你".repeat(51), PW.to_string()),
     ];
     for (what, name, password) in &cases {
-        let ack = reg(&mut c, name, password);
+        let ack = c.reg(name, password);
         assert_reg_refused(&ack, what);
     }
     assert_eq!(user_count(&db), 0, "a refused registration created a row");
@@ -161,7 +140,7 @@ fn login_with_a_wrong_password_or_unknown_id_is_errno_1() {
 
     assert_eq!(user_state(&db, id), "offline", "a failed login set the user online");
     // The connection is still not logged in.
-    c.send(&json!({"msgid": 6, "toid": id, "msg": "x"}));
+    c.send_chat(id, "x");
     c.recv_error(102);
     // And the right password still works.
     c.login_ok(id, PW);
@@ -171,8 +150,7 @@ fn login_with_a_wrong_password_or_unknown_id_is_errno_1() {
 fn login_while_logged_in_elsewhere_is_errno_2() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut first = Client::connect(server.addr);
-    let (id, _) = first.register_login("twice", PW);
+    let (mut first, id, _) = user_on(server.addr, "twice", PW);
     let mut second = Client::connect(server.addr);
     let ack = second.login(id, PW);
     assert_eq!(ack["errno"].as_i64(), Some(2), "{ack}");
@@ -189,8 +167,7 @@ fn login_while_logged_in_elsewhere_is_errno_2() {
 fn login_again_after_logout_works() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut c = Client::connect(server.addr);
-    let (id, name) = c.register_login("out", PW);
+    let (mut c, id, name) = user_on(server.addr, "out", PW);
     c.send(&json!({"msgid": 3, "id": id}));
     // LOGOUT has no reply; after it, the connection is logged out.
     c.send(&json!({"msgid": 7, "friendid": id}));
@@ -199,7 +176,7 @@ fn login_again_after_logout_works() {
     // Same connection, then another one.
     let ack = c.login_ok(id, PW);
     assert_eq!(ack["name"], name.as_str());
-    c.send(&json!({"msgid": 3}));
+    c.logout();
     let mut other = Client::connect(server.addr);
     let ack = login_when_released(&mut other, id, PW);
     assert_eq!(ack["id"].as_i64(), Some(id));
@@ -210,8 +187,7 @@ fn login_again_after_logout_works() {
 fn login_again_after_an_abrupt_close_works() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut c = Client::connect(server.addr);
-    let (id, name) = c.register_login("drop", PW);
+    let (c, id, name) = user_on(server.addr, "drop", PW);
     drop(c);
     let mut again = Client::connect(server.addr);
     let ack = login_when_released(&mut again, id, PW);
@@ -225,8 +201,7 @@ fn login_again_after_an_abrupt_close_works() {
 fn before_login_only_login_reg_and_ping_are_served() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut b = Client::connect(server.addr);
-    let (idb, _) = b.register_login("b", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
 
     let mut anon = Client::connect(server.addr);
     ping_pong(&mut anon);
@@ -286,8 +261,7 @@ fn two_requests_in_one_write_are_both_answered() {
     // Logged in, two chats coalesced into one write both arrive.
     let id = ack["id"].as_i64().expect("id");
     c.login_ok(id, PW);
-    let mut b = Client::connect(server.addr);
-    let (idb, _) = b.register_login("cob", PW);
+    let (mut b, idb, _) = user_on(server.addr, "cob", PW);
     let mut two = Vec::new();
     for msg in ["first", "second"] {
         two.extend_from_slice(json!({"msgid": 6, "toid": idb, "msg": msg}).to_string().as_bytes());
@@ -374,10 +348,8 @@ fn chat_frame_of_len(toid: i64, len: usize) -> Vec<u8> {
 fn a_frame_of_exactly_64_kib_is_served() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    a.register_login("big", PW);
-    let (idb, _) = b.register_login("bigb", PW);
+    let (mut a, _, _) = user_on(server.addr, "big", PW);
+    let (mut b, idb, _) = user_on(server.addr, "bigb", PW);
     let mut frame = chat_frame_of_len(idb, 64 * 1024);
     let sent: Value = serde_json::from_slice(&frame).expect("json");
     frame.push(0);
@@ -391,12 +363,9 @@ fn a_frame_of_exactly_64_kib_is_served() {
 fn a_frame_over_64_kib_gets_103_and_is_closed_while_others_chat_on() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut a = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    let (ida, _) = a.register_login("a", PW);
-    let (idb, _) = b.register_login("b", PW);
-    let mut x = Client::connect(server.addr);
-    let (idx, _) = x.register_login("x", PW);
+    let (mut a, ida, _) = user_on(server.addr, "a", PW);
+    let (mut b, idb, _) = user_on(server.addr, "b", PW);
+    let (mut x, idx, _) = user_on(server.addr, "x", PW);
 
     let mut frame = chat_frame_of_len(idb, 64 * 1024 + 1);
     frame.push(0);
@@ -410,11 +379,11 @@ fn a_frame_over_64_kib_gets_103_and_is_closed_while_others_chat_on() {
     wait_user_state(&db, idx, "offline");
 
     // The oversize message was not delivered; a and b chat on.
-    a.send(&json!({"msgid": 6, "toid": idb, "msg": "still here"}));
+    a.send_chat(idb, "still here");
     let got = b.recv_msgid(6);
     assert_eq!(got["msg"], "still here", "b got something else first: {got}");
     assert_eq!(got["id"].as_i64(), Some(ida));
-    b.send(&json!({"msgid": 6, "toid": ida, "msg": "me too"}));
+    b.send_chat(ida, "me too");
     assert_eq!(a.recv_msgid(6)["msg"], "me too");
     let mut fresh = Client::connect(server.addr);
     ping_pong(&mut fresh);
@@ -455,10 +424,8 @@ fn malformed_messages_get_100_and_the_connection_stays_usable() {
 fn wrong_field_types_after_login_get_100() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut c = Client::connect(server.addr);
-    let mut b = Client::connect(server.addr);
-    c.register_login("t", PW);
-    let (idb, _) = b.register_login("tb", PW);
+    let (mut c, _, _) = user_on(server.addr, "t", PW);
+    let (mut b, idb, _) = user_on(server.addr, "tb", PW);
     let cases = [
         json!({"msgid": 6, "toid": idb.to_string(), "msg": "x"}),
         json!({"msgid": 6, "toid": idb, "msg": 5}),
@@ -474,7 +441,7 @@ fn wrong_field_types_after_login_get_100() {
     }
     ping_pong(&mut c);
     // Nothing reached b.
-    c.send(&json!({"msgid": 6, "toid": idb, "msg": "ok"}));
+    c.send_chat(idb, "ok");
     assert_eq!(b.recv_msgid(6)["msg"], "ok");
 }
 
@@ -499,8 +466,7 @@ fn unknown_msgid_gets_101_and_the_connection_stays_usable() {
 fn invalid_utf8_gets_100_and_others_carry_on() {
     let db = TestDb::new();
     let server = Server::start(&db);
-    let mut other = Client::connect(server.addr);
-    other.register_login("utf", PW);
+    let (mut other, _, _) = user_on(server.addr, "utf", PW);
     let mut c = Client::connect(server.addr);
     c.send_raw(b"{\"msgid\":16,\"x\":\"\xff\xfe\"}\0{\"msgid\":16}\0");
     // JSON text is UTF-8: invalid bytes make the message malformed (100).

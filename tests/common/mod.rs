@@ -44,6 +44,7 @@
 // dead-code warning (an error under `-D warnings`).
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -119,8 +120,13 @@ fn admin_conn(base_url: &str) -> mysql::Conn {
     })
 }
 
-/// A fresh, empty database for one test, dropped (with everything in it)
+/// A database of its own for one test, dropped (with everything in it)
 /// when this value is dropped — also when the test panics.
+///
+/// [`TestDb::new`] creates it empty (the server under test applies the
+/// schema), [`TestDb::fresh`] applies the schema too (for tests of the
+/// library without a server), [`TestDb::empty`] only picks the name (for
+/// tests of creating the database).
 pub struct TestDb {
     /// Database name, `chat_t_<pid>_<counter>_<nanos>`.
     pub name: String,
@@ -130,16 +136,32 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates a database with a unique name on the server of
+    /// Creates an empty database with a unique name on the server of
     /// `CHAT_MYSQL_URL`. Panics with a hint if MySQL is unreachable.
     pub fn new() -> TestDb {
-        let base_url = base_mysql_url();
-        let mut conn = admin_conn(&base_url);
+        let db = TestDb::empty();
+        let mut conn = admin_conn(&db.base_url);
         drop_stale_databases(&mut conn);
+        conn.query_drop(format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", db.name))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {} failed: {e}", db.name));
+        db
+    }
+
+    /// A unique database with the schema applied by
+    /// `chatserver::db::schema::prepare` (which also creates it).
+    pub fn fresh() -> TestDb {
+        let db = TestDb::empty();
+        chatserver::db::schema::prepare(&db.url)
+            .unwrap_or_else(|e| panic!("schema::prepare on test database {} failed: {e}", db.name));
+        db
+    }
+
+    /// A unique name (and its URL) only: the database does not exist yet.
+    /// It is still dropped, if it was created, when this value is dropped.
+    pub fn empty() -> TestDb {
+        let base_url = base_mysql_url();
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970").as_nanos();
         let name = format!("{TEST_DB_PREFIX}{}_{}_{nanos}", std::process::id(), next_counter());
-        conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
         let url = with_database(&base_url, &name);
         TestDb { name, url, base_url }
     }
@@ -263,13 +285,10 @@ impl OutputBuf {
     }
 }
 
-/// Reads `pipe` line by line (lossily decoded) into `out` until EOF, handing
-/// each line to `each` as well. Runs on its own thread so the pipe never fills.
-fn drain<R: Read + Send + 'static>(
-    pipe: R,
-    out: Arc<OutputBuf>,
-    each: impl Fn(&str) + Send + 'static,
-) -> thread::JoinHandle<()> {
+/// Reads `pipe` line by line until EOF (or a read error) on a thread of its
+/// own, so the pipe never fills, handing each line (lossily decoded, with
+/// its line end) to `each`.
+pub fn read_lines<R: Read + Send + 'static>(pipe: R, each: impl Fn(&str) + Send + 'static) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = Vec::new();
@@ -277,13 +296,22 @@ fn drain<R: Read + Send + 'static>(
             line.clear();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    out.push_line(&text);
-                    each(text.trim_end());
-                }
+                Ok(_) => each(&String::from_utf8_lossy(&line)),
             }
         }
+    })
+}
+
+/// Reads `pipe` line by line into `out` until EOF, handing each line
+/// (without its line end) to `each` as well.
+fn drain<R: Read + Send + 'static>(
+    pipe: R,
+    out: Arc<OutputBuf>,
+    each: impl Fn(&str) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    read_lines(pipe, move |text| {
+        out.push_line(text);
+        each(text.trim_end());
     })
 }
 
@@ -703,10 +731,15 @@ impl Client {
         }
     }
 
+    /// REG: returns the REG_ACK (asserted msgid 5; errno not checked).
+    pub fn reg(&mut self, name: &str, password: &str) -> Value {
+        self.send(&json!({"msgid": 4, "name": name, "password": password}));
+        self.recv_msgid(5)
+    }
+
     /// REG: registers `name` and returns the new id (asserts REG_ACK errno 0).
     pub fn register(&mut self, name: &str, password: &str) -> i64 {
-        self.send(&json!({"msgid": 4, "name": name, "password": password}));
-        let ack = self.recv_msgid(5);
+        let ack = self.reg(name, password);
         assert_eq!(ack["errno"].as_i64(), Some(0), "registering {name:?} failed: {ack}");
         ack["id"].as_i64().unwrap_or_else(|| panic!("REG_ACK without an integer id: {ack}"))
     }
@@ -731,6 +764,143 @@ impl Client {
         let id = self.register(&name, password);
         self.login_ok(id, password);
         (id, name)
+    }
+
+    /// LOGOUT (it has no reply).
+    pub fn logout(&mut self) {
+        self.send(&json!({"msgid": 3}));
+    }
+
+    /// PING: returns the very next frame, asserted to be a PONG (msgid 17),
+    /// so nothing else was queued for this client ahead of it.
+    pub fn ping(&mut self) -> Value {
+        self.send(&json!({"msgid": 16}));
+        self.recv_msgid(17)
+    }
+
+    /// ONE_CHAT of `msg` to `toid` (no reply when it is delivered or stored).
+    pub fn send_chat(&mut self, toid: i64, msg: &str) {
+        self.send(&json!({"msgid": 6, "toid": toid, "msg": msg}));
+    }
+
+    /// GROUP_CHAT of `msg` to `groupid` (no reply when it is delivered).
+    pub fn send_group_chat(&mut self, groupid: i64, msg: &str) {
+        self.send(&json!({"msgid": 10, "groupid": groupid, "msg": msg}));
+    }
+
+    /// ADD_FRIEND: returns the ACK (asserted msgid 12; errno not checked).
+    pub fn add_friend(&mut self, friendid: i64) -> Value {
+        self.send(&json!({"msgid": 7, "friendid": friendid}));
+        self.recv_msgid(12)
+    }
+
+    /// ADD_FRIEND that must succeed: returns the ACK (asserted errno 0).
+    pub fn add_friend_ok(&mut self, friendid: i64) -> Value {
+        let ack = self.add_friend(friendid);
+        assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_FRIEND {friendid} failed: {ack}");
+        ack
+    }
+
+    /// CREATE_GROUP: returns the ACK (asserted msgid 13; errno not checked).
+    pub fn create_group(&mut self, name: &str, desc: &str) -> Value {
+        self.send(&json!({"msgid": 8, "groupname": name, "groupdesc": desc}));
+        self.recv_msgid(13)
+    }
+
+    /// CREATE_GROUP that must succeed: returns the new group's id.
+    pub fn new_group(&mut self, name: &str, desc: &str) -> i64 {
+        let ack = self.create_group(name, desc);
+        assert_eq!(ack["errno"].as_i64(), Some(0), "CREATE_GROUP {name:?} failed: {ack}");
+        ack["groupid"].as_i64().unwrap_or_else(|| panic!("CREATE_GROUP_ACK without groupid: {ack}"))
+    }
+
+    /// ADD_GROUP: returns the ACK (asserted msgid 14; errno not checked).
+    pub fn add_group(&mut self, groupid: i64) -> Value {
+        self.send(&json!({"msgid": 9, "groupid": groupid}));
+        self.recv_msgid(14)
+    }
+}
+
+/// A new connection to `addr` with a fresh user `unique_name(prefix)`
+/// registered and logged in on it: (client, id, name).
+pub fn user_on(addr: SocketAddr, prefix: &str, password: &str) -> (Client, i64, String) {
+    let mut c = Client::connect(addr);
+    let (id, name) = c.register_login(prefix, password);
+    (c, id, name)
+}
+
+/// Registers a fresh user `unique_name(prefix)` on a connection of its own
+/// (closed right after), so the user stays offline: (id, name).
+pub fn offline_user(addr: SocketAddr, prefix: &str, password: &str) -> (i64, String) {
+    let name = unique_name(prefix);
+    let id = Client::connect(addr).register(&name, password);
+    (id, name)
+}
+
+/// LOGOUT on `c`, then waits until user `id` is offline in table user.
+pub fn logout_and_wait(db: &TestDb, c: &mut Client, id: i64) {
+    c.logout();
+    wait_user_state(db, id, "offline");
+}
+
+/// PING, and asserts the very next frame is exactly `{"msgid":17}`.
+pub fn ping_pong(c: &mut Client) {
+    let pong = c.ping();
+    assert_eq!(pong, json!({"msgid": 17}), "PONG has extra fields");
+}
+
+/// The keys of a JSON object, sorted.
+pub fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap_or_else(|| panic!("not a JSON object: {v}")).keys().cloned().collect()
+}
+
+/// `names` as a sorted set, to compare with [`keys`].
+pub fn key_set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Asserts an ACK is a refusal with `errno` and a non-empty errmsg.
+pub fn assert_refused(ack: &Value, errno: i64, what: &str) {
+    assert_eq!(ack["errno"].as_i64(), Some(errno), "{what}: {ack}");
+    assert!(ack["errmsg"].as_str().is_some_and(|s| !s.is_empty()), "{what}: refusal without errmsg: {ack}");
+}
+
+/// Asserts `got` is exactly the ONE_CHAT from (`id`, `name`) to `toid`
+/// with `msg`, stamped within a minute of now.
+pub fn assert_one_chat(got: &Value, id: i64, name: &str, toid: i64, msg: &str) {
+    assert_recent_stamp(got);
+    let expected = json!({"msgid": 6, "id": id, "name": name, "toid": toid, "msg": msg, "time": got["time"].clone()});
+    assert_eq!(got, &expected, "delivered ONE_CHAT differs from what was sent");
+}
+
+/// Asserts `got` is exactly the GROUP_CHAT from (`id`, `name`) in
+/// `groupid` with `msg`, stamped within a minute of now.
+pub fn assert_group_chat(got: &Value, id: i64, name: &str, groupid: i64, msg: &str) {
+    assert_recent_stamp(got);
+    let expected =
+        json!({"msgid": 10, "id": id, "name": name, "groupid": groupid, "msg": msg, "time": got["time"].clone()});
+    assert_eq!(got, &expected, "delivered GROUP_CHAT differs from what was sent");
+}
+
+/// Asserts `got` is exactly the PRESENCE of (`id`, `name`) with `state`.
+pub fn assert_presence(got: &Value, id: i64, name: &str, state: &str) {
+    assert_eq!(got, &json!({"msgid": 15, "id": id, "name": name, "state": state}), "PRESENCE differs");
+}
+
+/// The `offlinemsg` of a LOGIN_ACK, parsed (empty when absent).
+pub fn offline_msgs(ack: &Value) -> Vec<Value> {
+    parse_string_list(&ack["offlinemsg"])
+}
+
+/// Asserts the `offlinemsg` of `ack` is an array holding, in order, exactly
+/// the ONE_CHATs from (`id`, `name`) to `toid` with the texts `msgs`.
+pub fn assert_offline_chats(ack: &Value, id: i64, name: &str, toid: i64, msgs: &[&str]) {
+    assert!(ack["offlinemsg"].is_array(), "LOGIN_ACK has no offlinemsg array: {ack}");
+    let got = offline_msgs(ack);
+    let texts: Vec<&str> = got.iter().map(|m| m["msg"].as_str().unwrap_or("<no msg>")).collect();
+    assert_eq!(texts, msgs, "offlinemsg texts (in order) differ; LOGIN_ACK: {ack}");
+    for (m, text) in got.iter().zip(msgs) {
+        assert_one_chat(m, id, name, toid, text);
     }
 }
 
@@ -759,14 +929,19 @@ pub const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Calls `probe` every 50 ms until it returns `Some`, and returns that value;
 /// panics after `timeout` saying what was awaited.
-pub fn poll_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
+pub fn poll_until<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    poll_until_deadline(&format!("{what} (waited {timeout:?})"), Instant::now() + timeout, probe)
+}
+
+/// Calls `probe` every 50 ms until it returns `Some`, and returns that value;
+/// panics at `deadline` saying what was awaited.
+pub fn poll_until_deadline<T>(what: &str, deadline: Instant, mut probe: impl FnMut() -> Option<T>) -> T {
     loop {
         if let Some(v) = probe() {
             return v;
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            panic!("timed out waiting for {what}");
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -846,23 +1021,23 @@ pub fn login_when_released(client: &mut Client, id: i64, password: &str) -> Valu
     })
 }
 
-/// Seconds since the epoch of a server stamp `YYYY-MM-DD HH:MM:SS` read as
-/// local time, or `None` when `stamp` does not have exactly that shape.
-pub fn local_stamp_epoch(stamp: &str) -> Option<i64> {
-    let b = stamp.as_bytes();
-    if b.len() != 19 {
-        return None;
-    }
-    for (i, &c) in b.iter().enumerate() {
-        let ok = match i {
+/// Whether `stamp` has exactly the shape `YYYY-MM-DD HH:MM:SS` (digits
+/// anywhere but at the separators; the values are not checked).
+pub fn is_stamp_shaped(stamp: &str) -> bool {
+    stamp.len() == 19
+        && stamp.bytes().enumerate().all(|(i, c)| match i {
             4 | 7 => c == b'-',
             10 => c == b' ',
             13 | 16 => c == b':',
             _ => c.is_ascii_digit(),
-        };
-        if !ok {
-            return None;
-        }
+        })
+}
+
+/// Seconds since the epoch of a server stamp `YYYY-MM-DD HH:MM:SS` read as
+/// local time, or `None` when `stamp` does not have exactly that shape.
+pub fn local_stamp_epoch(stamp: &str) -> Option<i64> {
+    if !is_stamp_shaped(stamp) {
+        return None;
     }
     let num = |r: std::ops::Range<usize>| -> i32 { stamp[r].parse().expect("digits") };
     let (year, mon, day) = (num(0..4), num(5..7), num(8..10));
@@ -893,4 +1068,57 @@ pub fn assert_recent_stamp(v: &Value) {
     // SAFETY: time(NULL) writes nothing.
     let now: i64 = unsafe { libc::time(std::ptr::null_mut()) };
     assert!((t - now).abs() <= 60, "`time` {stamp:?} is not within a minute of now (local time) in {v}");
+}
+
+// --- helper processes (support/cluster.rs, support/mariadb.rs) ---
+
+/// Waits until `ready()` holds for the helper process `child` that was just
+/// started, trying every 50 ms; panics (adding `details()`, e.g. its log)
+/// if the process exits first or `timeout` passes. `what` names the
+/// process and what "ready" means, e.g. "redis-server on port 7000 to
+/// answer PING".
+pub fn wait_process_ready(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+    details: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("waiting for {what}: the process exited ({status}) first; {}", details());
+        }
+        if ready() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; {}", details());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM to `child` (unless it has exited already) and waits up to
+/// `timeout` for it to exit, then SIGKILLs it; reaps it either way. Whether
+/// it ended without the SIGKILL. Never panics (may run while unwinding).
+pub fn terminate(child: &mut Child, timeout: Duration) -> bool {
+    let mut clean = true;
+    if matches!(child.try_wait(), Ok(None))
+        && let Ok(pid) = libc::pid_t::try_from(child.id())
+    {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                clean = false;
+                let _ = child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.wait();
+    clean
 }

@@ -1,7 +1,8 @@
 //! Helpers for the cluster tests (tests/cluster.rs): a throwaway
 //! `redis-server` child, a foreground `nginx` child with a `stream` load
 //! balancer in front of two ChatServers, free ports, temp directories, and
-//! the frames the cluster tests check field by field.
+//! what the cluster tests check about the servers' tables. The frames they
+//! send and check are the shared ones of tests/common.
 //!
 //! Included from tests/cluster.rs with
 //! `#[path = "support/cluster.rs"] mod cluster_support;`; it uses the
@@ -14,12 +15,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::common::{Client, Server, TestDb, assert_recent_stamp, parse_string_list};
+use crate::common::{Client, Server, TestDb, terminate, wait_process_ready};
 
 /// How long a helper process (redis-server, nginx) may take to accept
 /// connections after it was started.
@@ -129,27 +127,14 @@ impl RedisProc {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + PROCESS_START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "redis-server on port {} exited ({status}) before answering; its log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            if redis_ping(self.port) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "redis-server on port {} did not answer PING within {PROCESS_START_TIMEOUT:?}; its log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let (port, dir) = (self.port, &self.dir);
+        wait_process_ready(
+            &mut self.child,
+            &format!("redis-server on port {port} to answer PING"),
+            PROCESS_START_TIMEOUT,
+            || redis_ping(port),
+            || format!("its log:\n{}", read_text(&dir.join("redis.out"))),
+        );
     }
 
     /// Kills it with SIGKILL (a crash, as far as its clients can tell) and
@@ -282,49 +267,35 @@ impl Nginx {
 
     /// What nginx printed and logged.
     pub fn logs(&self) -> String {
-        format!(
-            "--- nginx stdout/stderr:\n{}--- error.log:\n{}",
-            read_text(&self.dir.join("nginx.out")),
-            read_text(&self.dir.join("error.log"))
-        )
+        nginx_logs(&self.dir)
     }
 
     fn wait_ready(&mut self, conf: &str) {
-        let deadline = Instant::now() + PROCESS_START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited ({status}) before listening; config:\n{conf}\n{}", self.logs());
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).is_ok() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "nginx did not listen on {} within {PROCESS_START_TIMEOUT:?}; config:\n{conf}\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let (addr, dir) = (self.addr, &self.dir);
+        wait_process_ready(
+            &mut self.child,
+            &format!("nginx to listen on {addr}"),
+            PROCESS_START_TIMEOUT,
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok(),
+            || format!("config:\n{conf}\n{}", nginx_logs(dir)),
+        );
     }
+}
+
+/// What the nginx running in `dir` printed and logged.
+fn nginx_logs(dir: &TempDir) -> String {
+    format!(
+        "--- nginx stdout/stderr:\n{}--- error.log:\n{}",
+        read_text(&dir.join("nginx.out")),
+        read_text(&dir.join("error.log"))
+    )
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGKILL of the master leaves its workers behind; SIGTERM (fast
-        // shutdown) takes them down too. Fall back to SIGKILL if it hangs.
-        if matches!(self.child.try_wait(), Ok(None))
-            && let Ok(pid) = libc::pid_t::try_from(self.child.id())
-        {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        kill_and_reap(&mut self.child);
+        // shutdown) takes them down too. Falls back to SIGKILL if it hangs.
+        terminate(&mut self.child, Duration::from_secs(10));
     }
 }
 
@@ -356,93 +327,10 @@ pub fn assert_online_on(db: &TestDb, user: i64, server: &Server) {
     );
 }
 
-/// Calls `probe` every 100 ms until it returns `Some`, until `deadline`;
-/// panics saying what was awaited.
-pub fn poll_until_deadline<T>(what: &str, deadline: Instant, mut probe: impl FnMut() -> Option<T>) -> T {
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out waiting for {what}");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 // ------------------------------------------------------------------ frames
-
-pub fn send_chat(c: &mut Client, toid: i64, msg: &str) {
-    c.send(&json!({"msgid": 6, "toid": toid, "msg": msg}));
-}
-
-pub fn send_group_chat(c: &mut Client, groupid: i64, msg: &str) {
-    c.send(&json!({"msgid": 10, "groupid": groupid, "msg": msg}));
-}
-
-/// PING, and asserts the very next frame is PONG: nothing else was queued
-/// for this client ahead of it.
-pub fn ping_pong(c: &mut Client) {
-    c.send(&json!({"msgid": 16}));
-    c.recv_msgid(17);
-}
-
-/// ADD_FRIEND that must succeed.
-pub fn add_friend(c: &mut Client, friendid: i64) {
-    c.send(&json!({"msgid": 7, "friendid": friendid}));
-    let ack = c.recv_msgid(12);
-    assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_FRIEND {friendid} failed: {ack}");
-}
-
-/// CREATE_GROUP that must succeed; the group id.
-pub fn create_group(c: &mut Client, name: &str) -> i64 {
-    c.send(&json!({"msgid": 8, "groupname": name, "groupdesc": "cluster test"}));
-    let ack = c.recv_msgid(13);
-    assert_eq!(ack["errno"].as_i64(), Some(0), "CREATE_GROUP {name:?} failed: {ack}");
-    ack["groupid"].as_i64().unwrap_or_else(|| panic!("CREATE_GROUP_ACK without groupid: {ack}"))
-}
 
 /// ADD_GROUP that must succeed.
 pub fn join_group(c: &mut Client, groupid: i64) {
-    c.send(&json!({"msgid": 9, "groupid": groupid}));
-    let ack = c.recv_msgid(14);
+    let ack = c.add_group(groupid);
     assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_GROUP {groupid} failed: {ack}");
-}
-
-/// Asserts `got` is exactly the ONE_CHAT from (`id`, `name`) to `toid`
-/// with `msg`, stamped within a minute of now.
-pub fn assert_one_chat(got: &Value, id: i64, name: &str, toid: i64, msg: &str) {
-    assert_recent_stamp(got);
-    let expected = json!({"msgid": 6, "id": id, "name": name, "toid": toid, "msg": msg, "time": got["time"].clone()});
-    assert_eq!(got, &expected, "delivered ONE_CHAT differs from what was sent");
-}
-
-/// Asserts `got` is exactly the GROUP_CHAT from (`id`, `name`) in
-/// `groupid` with `msg`, stamped within a minute of now.
-pub fn assert_group_chat(got: &Value, id: i64, name: &str, groupid: i64, msg: &str) {
-    assert_recent_stamp(got);
-    let expected =
-        json!({"msgid": 10, "id": id, "name": name, "groupid": groupid, "msg": msg, "time": got["time"].clone()});
-    assert_eq!(got, &expected, "delivered GROUP_CHAT differs from what was sent");
-}
-
-/// Asserts `got` is exactly the PRESENCE of (`id`, `name`) with `state`.
-pub fn assert_presence(got: &Value, id: i64, name: &str, state: &str) {
-    assert_eq!(got, &json!({"msgid": 15, "id": id, "name": name, "state": state}), "PRESENCE differs");
-}
-
-/// The `offlinemsg` of a LOGIN_ACK, parsed (empty when absent).
-pub fn offline_msgs(ack: &Value) -> Vec<Value> {
-    parse_string_list(&ack["offlinemsg"])
-}
-
-/// Asserts the `offlinemsg` of `ack` is, in order, exactly the ONE_CHATs
-/// from (`id`, `name`) to `toid` with the texts `msgs`.
-pub fn assert_offline_chats(ack: &Value, id: i64, name: &str, toid: i64, msgs: &[&str]) {
-    let got = offline_msgs(ack);
-    let texts: Vec<&str> = got.iter().map(|m| m["msg"].as_str().unwrap_or("<no msg>")).collect();
-    assert_eq!(texts, msgs, "offlinemsg texts (in order) differ; LOGIN_ACK: {ack}");
-    for (m, text) in got.iter().zip(msgs) {
-        assert_one_chat(m, id, name, toid, text);
-    }
 }

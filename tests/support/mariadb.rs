@@ -3,7 +3,8 @@
 //! itself, so a test can take MySQL away without touching the shared one.
 //!
 //! Use from a test file as
-//! `#[path = "support/mariadb.rs"] mod mariadb_support;`.
+//! `#[path = "support/mariadb.rs"] mod mariadb_support;`, next to
+//! `mod common;` (it uses the shared harness through `crate::common`).
 //!
 //! Dropping the value kills the server (if running) and deletes its data
 //! directory, also when the test panics.
@@ -14,8 +15,9 @@ use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::common::{terminate, wait_process_ready};
 
 /// How long an install or a start may take on a busy machine.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -155,47 +157,25 @@ impl ThrowawayMariaDb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run mariadbd: {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        let opts = mysql::Opts::from_url(&format!("mysql://root@127.0.0.1:{}", self.port)).expect("url");
+        let (port, log) = (self.port, self.error_log());
+        let opts = mysql::Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).expect("url");
         let opts = mysql::OptsBuilder::from_opts(opts).tcp_connect_timeout(Some(Duration::from_secs(2)));
-        loop {
-            if mysql::Conn::new(opts.clone()).is_ok() {
-                return;
-            }
-            if !self.is_running() {
-                panic!("mariadbd on port {} exited while starting; its log:\n{}", self.port, self.log());
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "mariadbd on port {} did not accept logins within {START_TIMEOUT:?}; log:\n{}",
-                    self.port,
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_process_ready(
+            self.child.insert(child),
+            &format!("mariadbd on port {port} to accept logins"),
+            START_TIMEOUT,
+            || mysql::Conn::new(opts.clone()).is_ok(),
+            || format!("its log:\n{}", fs::read_to_string(&log).unwrap_or_default()),
+        );
     }
 
     /// SIGTERM, and waits for the process to exit (SIGKILL after
     /// [`STOP_TIMEOUT`]); afterwards the port refuses connections.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        if child.try_wait().ok().flatten().is_none() {
-            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() >= deadline {
-                    eprintln!("mariadbd on port {} ignored SIGTERM for {STOP_TIMEOUT:?}; killing it", self.port);
-                    let _ = child.kill();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
+        if !terminate(&mut child, STOP_TIMEOUT) {
+            eprintln!("mariadbd on port {} ignored SIGTERM for {STOP_TIMEOUT:?}; killed it", self.port);
         }
-        let _ = child.wait();
     }
 
     /// The data directory's parent, for diagnostics.
