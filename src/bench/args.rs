@@ -21,7 +21,9 @@ options:
   --relay-threads N      worker loops of a spawned relay (default 2; match the server's --threads)
   --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port)
   --relay-pid P          pid of a relay given by address (default: found by port)
-  --secs S (5)  --warmup S (1)  --rounds R (1, alternating relay and server)
+  --secs S (5)  --warmup S (1)
+  --rounds R             runs per target, relay and server alternating (default 1); figures are
+                         medians over rounds, server/relay the median of each round's ratio
   --threads T            load-generator threads (default 1)
   --setup-conc C         parallel registrations and logins during setup (default 16)
   --users-file FILE      reuse the ChatServer users listed in FILE (one id a line, password benchpw,

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
-use crate::net::{CloseReason, ConnId, Handler, NetConfig, Outbox, Remote, Server, StopHandle};
+use crate::net::{CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle};
 
 /// Shards of the id -> connection map, as in the service's registry.
 const SHARDS: usize = 64;
@@ -165,7 +165,13 @@ impl Handler for Relay {
 
     fn written(&self, _session: &mut RelaySession, _mark: u64, _out: &mut Outbox<'_>) {}
 
-    fn closed(&self, mut session: RelaySession, _reason: CloseReason, _unsent: &[u8]) {
+    fn closed(
+        &self,
+        mut session: RelaySession,
+        _reason: CloseReason,
+        _unsent: &[u8],
+        _pending: Pending<'_, Arc<[u8]>>,
+    ) {
         self.logout(&mut session);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::buffer::OutBuffer;
 use super::config::NetConfig;
 use super::frame::FrameDecoder;
-use super::handler::{CloseReason, ConnId, Handler, Outbox};
+use super::handler::{CloseReason, ConnId, Handler, Outbox, Pending};
 use super::remote::{Remote, Task};
 use super::sys::{self, Epoll};
 
@@ -367,7 +367,8 @@ impl<H: Handler> EventLoop<H> {
         self.free.push(index as u32);
         self.live.fetch_sub(1, Ordering::Relaxed);
         drop(conn.fd);
-        self.handler.closed(conn.session, reason, conn.out.unsent_frames());
+        let pending = Pending { inbox: self.remote.inbox(self.index), token };
+        self.handler.closed(conn.session, reason, conn.out.unsent_frames(), pending);
     }
 
     /// Once a second: closes the connections silent past the idle timeout,

@@ -1,6 +1,7 @@
 //! The interface between the reactor and whatever it serves.
 
 use super::buffer::OutBuffer;
+use super::remote::Inbox;
 
 /// Names one connection for the life of the process: its worker and a slot
 /// token that is never reused for another connection.
@@ -74,6 +75,21 @@ impl Outbox<'_> {
     }
 }
 
+/// The messages still queued for a closed connection.
+pub struct Pending<'a, M> {
+    /// The inbox of the loop that owned the connection.
+    pub(super) inbox: &'a Inbox<M>,
+    /// The connection's token.
+    pub(super) token: u64,
+}
+
+impl<M> Pending<'_, M> {
+    /// Takes them out of the loop's queue, oldest first.
+    pub fn take(self) -> Vec<M> {
+        self.inbox.take_for(self.token)
+    }
+}
+
 /// What the reactor calls. All calls for one connection come from the loop
 /// that owns it, one at a time, so a session needs no lock.
 pub trait Handler: Send + Sync + 'static {
@@ -95,6 +111,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Everything up to a [`Outbox::send_marked`] frame has been written.
     fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
     /// The connection is closed; this is the last call for it. `unsent`
-    /// holds the NUL-terminated frames the peer never received whole.
-    fn closed(&self, session: Self::Session, reason: CloseReason, unsent: &[u8]);
+    /// holds the NUL-terminated frames the peer never received whole;
+    /// `pending` hands over the messages still queued for it (take them
+    /// once nothing new can be sent to it), the rest come to `undeliverable`.
+    fn closed(&self, session: Self::Session, reason: CloseReason, unsent: &[u8], pending: Pending<'_, Self::Message>);
 }

@@ -43,6 +43,10 @@ pub(super) fn set_current_worker(index: usize) {
     CURRENT_WORKER.with(|c| c.set(Some(index)));
 }
 
+/// A loop to wake after [`Remote::queue`].
+#[must_use = "the loop must be woken with Remote::wake"]
+pub struct Wake(Option<usize>);
+
 /// A cloneable handle to every loop's inbox.
 pub struct Remote<M> {
     /// One inbox per worker, indexed by `ConnId::worker`.
@@ -76,6 +80,22 @@ impl<M: Send + 'static> Remote<M> {
         self.post(to.worker, Task::Deliver(to.token, msg));
     }
 
+    /// Queues `msg` for connection `to` without waking its loop yet, so the
+    /// caller may hold a lock of its own around the queueing but not around
+    /// the syscall; it must call [`Remote::wake`] with the result after.
+    pub fn queue(&self, to: ConnId, msg: M) -> Wake {
+        let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
+        inbox.tasks.lock().push(Task::Deliver(to.token, msg));
+        Wake(Some(to.worker))
+    }
+
+    /// Wakes the loop a [`Remote::queue`] queued to.
+    pub fn wake(&self, wake: Wake) {
+        if let Some(worker) = wake.0 {
+            self.notify(worker);
+        }
+    }
+
     /// Closes connection `to` after its pending output.
     pub fn close(&self, to: ConnId) {
         self.post(to.worker, Task::Close(to.token));
@@ -84,6 +104,11 @@ impl<M: Send + 'static> Remote<M> {
     pub(super) fn post(&self, worker: usize, task: Task<M>) {
         let Some(inbox) = self.inboxes.get(worker) else { return };
         inbox.tasks.lock().push(task);
+        self.notify(worker);
+    }
+
+    fn notify(&self, worker: usize) {
+        let Some(inbox) = self.inboxes.get(worker) else { return };
         if CURRENT_WORKER.with(Cell::get) == Some(worker) {
             return;
         }
@@ -101,6 +126,21 @@ impl<M> Inbox<M> {
     /// Whether tasks are waiting.
     pub(super) fn has_tasks(&self) -> bool {
         !self.tasks.lock().is_empty()
+    }
+
+    /// Takes the messages still waiting for connection `token`, in order.
+    pub(super) fn take_for(&self, token: u64) -> Vec<M> {
+        let mut tasks = self.tasks.lock();
+        let mut taken = Vec::new();
+        let mut kept = Vec::with_capacity(tasks.len());
+        for task in tasks.drain(..) {
+            match task {
+                Task::Deliver(t, msg) if t == token => taken.push(msg),
+                other => kept.push(other),
+            }
+        }
+        *tasks = kept;
+        taken
     }
 
     /// Moves every pending task into `into` (kept by the loop for reuse).

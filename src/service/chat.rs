@@ -20,7 +20,7 @@ use super::request::Request;
 use super::router;
 use super::session::{Leftover, Session, User};
 use crate::model::offline_message;
-use crate::net::{CloseReason, ConnId, Handler, Outbox};
+use crate::net::{CloseReason, ConnId, Handler, Outbox, Pending};
 
 /// Requests one connection may have waiting behind a running job, and their
 /// bytes, before the connection is no longer read (the client then waits in
@@ -130,13 +130,13 @@ impl ChatService {
         }
     }
 
-    /// Takes the user of a closed connection offline, on their lane: the
-    /// messages the connection never wrote out are stored first, ahead of
-    /// anything re-routed to the user after the close.
-    fn go_offline_later(&self, me: User, conn: ConnId, unsent: Vec<Delivery>) {
+    /// Takes the user of a closed connection offline, on their lane (the
+    /// caller removed them from the registry): the messages the connection
+    /// never wrote out are stored first, ahead of anything sent later.
+    fn go_offline_later(&self, me: User, unsent: Vec<Delivery>) {
         let ctx = Arc::clone(&self.ctx);
         self.ctx.lanes.spawn(me.id, move || {
-            if let Err(e) = cmd::go_offline(&ctx, &me, conn, unsent) {
+            if let Err(e) = cmd::leave(&ctx, &me, unsent) {
                 eprintln!("user {} could not be taken offline: {e}", me.id);
             }
         });
@@ -228,7 +228,9 @@ impl Handler for ChatService {
                 let leftover = self.ctx.leftovers.lock().remove(&conn).unwrap_or_default();
                 let user = match outcome.change {
                     Some(SessionChange::LoggedIn { user, .. }) => {
-                        self.go_offline_later(user.clone(), conn, Vec::new());
+                        self.ctx
+                            .registry
+                            .mark_leaving(user.id, conn, || self.go_offline_later(user.clone(), Vec::new()));
                         Some(user)
                     }
                     Some(SessionChange::LoggedOut) => None,
@@ -250,16 +252,20 @@ impl Handler for ChatService {
         });
     }
 
-    fn closed(&self, session: Session, reason: CloseReason, unsent: &[u8]) {
+    fn closed(&self, session: Session, reason: CloseReason, unsent: &[u8], pending: Pending<'_, Message>) {
+        let conn = session.conn;
         let mut undelivered = match &session.user {
             Some(me) => undelivered_chats(me.id, unsent),
             None => Vec::new(),
         };
         undelivered.extend(session.early);
+        let mut pending = Some(pending);
+        let mut finished = Vec::new();
         if reason == CloseReason::Shutdown {
             if let Some(me) = &session.user {
-                self.ctx.registry.remove(me.id, session.conn);
+                self.ctx.registry.remove(me.id, conn);
             }
+            split_pending(pending.take(), &mut undelivered, &mut finished);
             // The job threads are stopping: store what the user missed now.
             let rows: Vec<(i32, &str)> = undelivered.iter().map(|d| (d.to, &*d.payload)).collect();
             if !rows.is_empty()
@@ -269,17 +275,41 @@ impl Handler for ChatService {
             }
             return;
         }
-        match &session.user {
-            Some(me) => self.go_offline_later(me.clone(), session.conn, undelivered),
-            None => undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d)),
+        // Marked leaving, nothing new is queued for the connection, so what
+        // is queued can be taken; and the offline step is put on the user's
+        // lane under the mark, ahead of messages others store on seeing it.
+        let leaving = session.user.as_ref().is_some_and(|me| {
+            self.ctx.registry.mark_leaving(me.id, conn, || {
+                split_pending(pending.take(), &mut undelivered, &mut finished);
+                self.go_offline_later(me.clone(), std::mem::take(&mut undelivered));
+            })
+        });
+        if !leaving {
+            split_pending(pending.take(), &mut undelivered, &mut finished);
+            undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d));
         }
+        let queued = session.queued.into_iter().map(|(request, _)| request).collect();
         if session.busy {
-            let queued = session.queued.into_iter().map(|(request, _)| request).collect();
-            let leftover = Leftover { user: session.user, queued };
-            self.ctx.leftovers.lock().insert(session.conn, leftover);
+            self.ctx.leftovers.lock().insert(conn, Leftover { user: session.user, queued });
         } else {
-            let queued = session.queued.into_iter().map(|(request, _)| request).collect();
-            self.run_leftover(session.conn, session.user, queued);
+            self.run_leftover(conn, session.user, queued);
+        }
+        // Job results that were queued for the connection: as if they had
+        // arrived after the close.
+        for done in finished {
+            self.undeliverable(done);
+        }
+    }
+}
+
+/// Sorts the messages still queued for a closed connection: chat to keep,
+/// job results to finish.
+fn split_pending(pending: Option<Pending<'_, Message>>, undelivered: &mut Vec<Delivery>, finished: &mut Vec<Message>) {
+    for msg in pending.map(Pending::take).unwrap_or_default() {
+        match msg {
+            Message::Deliver(delivery) if delivery.keep => undelivered.push(delivery),
+            Message::Deliver(_) => {}
+            done @ Message::Done { .. } => finished.push(done),
         }
     }
 }

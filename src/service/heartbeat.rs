@@ -85,7 +85,7 @@ fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
 /// live server is disconnected here, so they are logged in once.
 fn repair(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
     let held: HashSet<i32> = db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
-    for &user in held.iter().filter(|&&u| ctx.registry.get(u).is_none()) {
+    for &user in held.iter().filter(|&&u| !ctx.registry.contains(u)) {
         db.run(|c| online::release(c, user, &ctx.server_id))?;
     }
     for user in ctx.registry.users().into_iter().filter(|u| !held.contains(u)) {

@@ -27,5 +27,5 @@ pub use jobs::Jobs;
 pub use lanes::Lanes;
 pub use limits::Limits;
 pub use message::{Delivery, Message};
-pub use registry::Registry;
+pub use registry::{Found, Registry};
 pub use session::{Session, User};

@@ -9,10 +9,31 @@ use crate::net::ConnId;
 /// Shards keep the relay path from contending on one lock.
 const SHARDS: usize = 64;
 
+/// A logged-in user's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// Reachable on this connection.
+    Live(ConnId),
+    /// Their connection closed and they are being taken offline on their
+    /// lane; messages for them are stored on that lane, behind it, instead
+    /// of going out over the bus (which would bring them back here late).
+    Leaving,
+}
+
+/// Where a user is, as far as this server knows.
+pub enum Found<R> {
+    /// Online here; `f`'s result.
+    Live(R),
+    /// Being taken offline here.
+    Leaving,
+    /// Not on this server.
+    Absent,
+}
+
 /// Logged-in users of this server.
 pub struct Registry {
-    /// user id -> connection, sharded by id.
-    shards: Vec<RwLock<HashMap<i32, ConnId>>>,
+    /// user id -> entry, sharded by id.
+    shards: Vec<RwLock<HashMap<i32, Entry>>>,
 }
 
 impl Default for Registry {
@@ -22,31 +43,79 @@ impl Default for Registry {
 }
 
 impl Registry {
-    fn shard(&self, user: i32) -> &RwLock<HashMap<i32, ConnId>> {
+    fn shard(&self, user: i32) -> &RwLock<HashMap<i32, Entry>> {
         &self.shards[user.unsigned_abs() as usize % SHARDS]
     }
 
-    /// The connection `user` is logged in on, if any.
+    /// The connection `user` is logged in on, if they are reachable here.
     pub fn get(&self, user: i32) -> Option<ConnId> {
-        self.shard(user).read().get(&user).copied()
+        match self.shard(user).read().get(&user) {
+            Some(Entry::Live(conn)) => Some(*conn),
+            _ => None,
+        }
+    }
+
+    /// Whether `user` is logged in here, or still being taken offline.
+    pub fn contains(&self, user: i32) -> bool {
+        self.shard(user).read().contains_key(&user)
+    }
+
+    /// Runs `f` with the connection of `user`, if reachable here, while no
+    /// one can mark them leaving: whatever `f` queues for that connection is
+    /// queued before a close takes the connection's pending messages.
+    pub fn with_conn<R>(&self, user: i32, f: impl FnOnce(ConnId) -> R) -> Found<R> {
+        match self.shard(user).read().get(&user) {
+            Some(Entry::Live(conn)) => Found::Live(f(*conn)),
+            Some(Entry::Leaving) => Found::Leaving,
+            None => Found::Absent,
+        }
     }
 
     pub fn insert(&self, user: i32, conn: ConnId) {
-        self.shard(user).write().insert(user, conn);
+        self.shard(user).write().insert(user, Entry::Live(conn));
     }
 
-    /// Removes `user` only if still bound to `conn` (a newer login wins).
+    /// Removes `user` if still live on `conn` (a login that did not finish).
     pub fn remove(&self, user: i32, conn: ConnId) -> bool {
         let mut shard = self.shard(user).write();
-        if shard.get(&user) == Some(&conn) {
+        if shard.get(&user) == Some(&Entry::Live(conn)) {
             shard.remove(&user);
             return true;
         }
         false
     }
 
-    /// Every logged-in user, for shutdown.
+    /// Marks `user` leaving if live on `conn`, and runs `then` before anyone
+    /// can see the mark (so work it queues comes before work others queue
+    /// on seeing it). True for the one caller that does it, which then takes
+    /// them offline.
+    pub fn mark_leaving(&self, user: i32, conn: ConnId, then: impl FnOnce()) -> bool {
+        let mut shard = self.shard(user).write();
+        match shard.get_mut(&user) {
+            Some(entry) if *entry == Entry::Live(conn) => {
+                *entry = Entry::Leaving;
+                then();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a user who has been taken offline.
+    pub fn remove_leaving(&self, user: i32) {
+        let mut shard = self.shard(user).write();
+        if shard.get(&user) == Some(&Entry::Leaving) {
+            shard.remove(&user);
+        }
+    }
+
+    /// Every user reachable here.
     pub fn users(&self) -> Vec<i32> {
-        self.shards.iter().flat_map(|s| s.read().keys().copied().collect::<Vec<_>>()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.read().iter().filter(|(_, e)| matches!(e, Entry::Live(_))).map(|(&u, _)| u).collect::<Vec<_>>()
+            })
+            .collect()
     }
 }

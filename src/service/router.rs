@@ -9,6 +9,7 @@ use mysql::TxOpts;
 use super::context::Ctx;
 use super::error::ServiceError;
 use super::message::{Delivery, Message};
+use super::registry::Found;
 use crate::model::{offline_message, user};
 
 /// Sends each delivery live or stores it; an error means the unsent part
@@ -24,14 +25,26 @@ pub fn route(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceErr
 /// Delivers to users online here or on another server; returns the rest
 /// that must be kept.
 pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
-    let elsewhere: Vec<Delivery> = deliveries.into_iter().filter(|d| !send_live(ctx, d)).collect();
+    let mut elsewhere = Vec::new();
+    let mut missed = Vec::new();
+    for delivery in deliveries {
+        match send_live(ctx, &delivery) {
+            Found::Live(()) => {}
+            // Not over the bus: it would come back to this server; stored
+            // on the user's lane, behind their going offline.
+            Found::Leaving if delivery.keep => missed.push(delivery),
+            Found::Leaving => {}
+            Found::Absent => elsewhere.push(delivery),
+        }
+    }
     if elsewhere.is_empty() {
-        return elsewhere;
+        return missed;
     }
     let frames: Vec<String> = elsewhere.iter().map(bus_frame).collect();
     let messages: Vec<(i32, &str)> = elsewhere.iter().zip(&frames).map(|(d, f)| (d.to, f.as_str())).collect();
     let taken = ctx.bus.publish(&messages);
-    elsewhere.into_iter().zip(taken).filter(|(d, taken)| d.keep && !taken).map(|(d, _)| d).collect()
+    missed.extend(elsewhere.into_iter().zip(taken).filter(|(d, taken)| d.keep && !taken).map(|(d, _)| d));
+    missed
 }
 
 /// Stores deliveries for users found offline, each on its receiver's lane
@@ -72,13 +85,17 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
 }
 
 /// Hands a delivery to the receiver's connection if they are online here.
-pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> bool {
-    match ctx.registry.get(delivery.to) {
-        Some(conn) => {
-            ctx.remote.send(conn, Message::Deliver(delivery.clone()));
-            true
+/// Queued under the registry's lock, so a close of that connection, which
+/// marks the user leaving and then takes what is queued for it, misses
+/// nothing; the loop is woken after the lock is released.
+pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> Found<()> {
+    match ctx.registry.with_conn(delivery.to, |conn| ctx.remote.queue(conn, Message::Deliver(delivery.clone()))) {
+        Found::Live(wake) => {
+            ctx.remote.wake(wake);
+            Found::Live(())
         }
-        None => false,
+        Found::Leaving => Found::Leaving,
+        Found::Absent => Found::Absent,
     }
 }
 
@@ -117,7 +134,7 @@ pub fn from_bus(to: i32, frame: &str) -> Option<Delivery> {
 /// Delivers a message another server published for a user of this one.
 pub fn receive(ctx: &Arc<Ctx>, to: i32, frame: &str) {
     if let Some(delivery) = from_bus(to, frame)
-        && !send_live(ctx, &delivery)
+        && !matches!(send_live(ctx, &delivery), Found::Live(()))
     {
         reroute(ctx, delivery);
     }

@@ -73,7 +73,7 @@ struct Loaded {
 /// reachable, so each message is either in this read or delivered live;
 /// live ones wait in the session until the LOGIN_ACK is out.
 fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
-    if ctx.registry.get(id).is_some() {
+    if ctx.registry.contains(id) {
         // Logged in here already; answered without MySQL, whose view may lag
         // after an outage until the heartbeat repairs it.
         return Ok(None);

@@ -14,42 +14,37 @@ use crate::service::protocol;
 use crate::service::router;
 use crate::service::session::User;
 
+/// LOGOUT: always logs the connection out; a storage failure on the way is
+/// repaired by the heartbeat (it releases rows of users no longer here).
 pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, ServiceError> {
-    go_offline(ctx, me, conn, Vec::new())?;
+    if ctx.registry.mark_leaving(me.id, conn, || {})
+        && let Err(e) = leave(ctx, me, Vec::new())
+    {
+        eprintln!("user {} logged out, but not yet marked offline: {e}", me.id);
+    }
     Ok(Outcome { replies: Vec::new(), change: Some(SessionChange::LoggedOut) })
 }
 
-/// Marks `me` offline (if still logged in on `conn`) and tells the users
-/// who have `me` as a friend. `unsent` (messages for `me` that the
-/// connection never wrote out) is stored in the same step, under the user's
-/// row lock, ahead of anything sent to `me` afterwards.
-pub fn go_offline(ctx: &Arc<Ctx>, me: &User, conn: ConnId, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
+/// Takes `me` offline after the caller marked them leaving in the registry
+/// (the one that marked them does this, once): leaves their bus channel,
+/// stores `unsent` (messages the connection never wrote out) ahead of
+/// anything sent to `me` later, releases their `online` row, and tells the
+/// users who have `me` as a friend.
+pub fn leave(ctx: &Arc<Ctx>, me: &User, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
     let followers = ctx.db.run(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &[me.id])?;
-        // Checked under the lock: a LOGOUT and a close may both get here.
-        if !ctx.registry.remove(me.id, conn) {
-            return Ok(None);
-        }
         ctx.bus.unsubscribe(me.id);
         let rows: Vec<(i32, &str)> = unsent.iter().map(|d| (me.id, &*d.payload)).collect();
         offline_message::insert_many(&mut tx, &rows)?;
         online::release(&mut tx, me.id, &ctx.server_id)?;
         let followers = friend::added_by(&mut tx, me.id)?;
         tx.commit()?;
-        Ok(Some(followers))
+        Ok(followers)
     });
-    let followers = match followers {
-        Ok(Some(followers)) => followers,
-        // Not logged in on `conn` (any more): the unsent go where the user is.
-        Ok(None) => return router::route(ctx, unsent),
-        Err(e) => {
-            // Storage down: the user is gone from here all the same; the
-            // heartbeat releases their `online` row once MySQL is back.
-            ctx.registry.remove(me.id, conn);
-            return Err(e.into());
-        }
-    };
+    // Gone from here even if MySQL failed: the heartbeat releases the row.
+    ctx.registry.remove_leaving(me.id);
+    let followers = followers?;
     let payload: Arc<str> = protocol::presence(me.id, &me.name, false).into();
     let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
     router::route(ctx, presence.collect())

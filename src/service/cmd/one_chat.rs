@@ -9,6 +9,7 @@ use crate::service::context::Ctx;
 use crate::service::error::ServiceError;
 use crate::service::message::Delivery;
 use crate::service::protocol::{self, Errno};
+use crate::service::registry::Found;
 use crate::service::router;
 use crate::service::session::User;
 
@@ -21,7 +22,7 @@ fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
 /// nothing needs storage. False when the job path must take over.
 pub fn try_live(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> bool {
     // Checked first so that a miss costs no serialisation.
-    ctx.registry.get(toid).is_some() && router::send_live(ctx, &delivery(me, toid, msg))
+    ctx.registry.get(toid).is_some() && matches!(router::send_live(ctx, &delivery(me, toid, msg)), Found::Live(()))
 }
 
 /// Live here, over the bus, or stored. MySQL is asked only when no server
