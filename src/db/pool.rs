@@ -191,12 +191,6 @@ pub struct PooledConn<'a> {
 }
 
 impl PooledConn<'_> {
-    /// Makes `Drop` discard this connection instead of pooling it; its slot
-    /// is freed and a fresh connection is opened on a later demand.
-    pub fn mark_broken(&mut self) {
-        self.broken = true;
-    }
-
     /// Whether the connection was marked broken.
     pub fn is_broken(&self) -> bool {
         self.broken

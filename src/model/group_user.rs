@@ -64,13 +64,6 @@ pub fn add(conn: &mut impl Queryable, groupid: i32, userid: i32, role: Role) -> 
     }
 }
 
-/// Whether `userid` is in `groupid` (only members may send to a group).
-pub fn is_member(conn: &mut impl Queryable, groupid: i32, userid: i32) -> Result<bool, DbError> {
-    let found: Option<u8> =
-        conn.exec_first("SELECT 1 FROM groupuser WHERE groupid = ? AND userid = ?", (groupid, userid))?;
-    Ok(found.is_some())
-}
-
 /// Ids of all members of `groupid`, ascending.
 pub fn member_ids(conn: &mut impl Queryable, groupid: i32) -> Result<Vec<i32>, DbError> {
     Ok(conn.exec("SELECT userid FROM groupuser WHERE groupid = ? ORDER BY userid", (groupid,))?)

@@ -69,11 +69,6 @@ impl FrameDecoder {
         }
     }
 
-    /// Bytes held back waiting for a terminator.
-    pub fn pending(&self) -> usize {
-        self.partial.len()
-    }
-
     /// Feeds newly read bytes and calls `on_frame` with each complete,
     /// non-empty frame, in order. `on_frame` returns false to stop early (the
     /// connection is closing; the rest is dropped).
@@ -145,7 +140,6 @@ mod tests {
         let mut d = FrameDecoder::new(64);
         let got = frames(&mut d, &[b"{\"a\":1}\0{\"b\":2}\n{\"c\":3}\r\n"]).unwrap();
         assert_eq!(got, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()]);
-        assert_eq!(d.pending(), 0);
     }
 
     #[test]

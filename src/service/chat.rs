@@ -43,10 +43,6 @@ impl ChatService {
         ChatService { ctx }
     }
 
-    pub fn ctx(&self) -> &Arc<Ctx> {
-        &self.ctx
-    }
-
     /// Serves one request now, or starts the job that will.
     fn handle(&self, session: &mut Session, request: Request, out: &mut Outbox<'_>) {
         let ctx = &self.ctx;
