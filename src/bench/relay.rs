@@ -22,6 +22,8 @@ use crate::net::{CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remot
 
 /// Shards of the id -> connection map, as in the service's registry.
 const SHARDS: usize = 64;
+/// Open files the relay asks for.
+const MAX_FDS: u64 = 262_144;
 
 /// A relay connection's state.
 pub struct RelaySession {
@@ -192,7 +194,9 @@ pub fn serve(addr: SocketAddr, threads: usize, spawned: bool) -> Result<(), Stri
             libc::setsid();
         }
     }
-    if let Err(e) = crate::net::raise_nofile_limit() {
+    // Above the hard limit if allowed (as root): a bench of 20,000
+    // connections needs as many descriptors here.
+    if let Err(e) = super::procfs::raise_fd_limit(MAX_FDS) {
         eprintln!("relay: cannot raise the open-file limit: {e}");
     }
     let config = NetConfig { threads, ..NetConfig::default() };

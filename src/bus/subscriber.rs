@@ -70,12 +70,19 @@ impl Subscriber {
     }
 
     pub(super) fn subscribe(&self, user: i32, wait: Duration) -> bool {
+        // Once stopped nobody answers: do not wait for the timeout.
+        if self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
         let (tx, rx): (SyncSender<bool>, Receiver<bool>) = sync_channel(1);
         self.changes.lock().push(Change::Subscribe(user, tx));
         rx.recv_timeout(wait).unwrap_or(false)
     }
 
     pub(super) fn unsubscribe(&self, user: i32, wait: Duration) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         let (tx, rx): (SyncSender<bool>, Receiver<bool>) = sync_channel(1);
         self.changes.lock().push(Change::Unsubscribe(user, tx));
         let _ = rx.recv_timeout(wait);
@@ -91,7 +98,7 @@ impl Worker {
         let mut backoff = MIN_BACKOFF;
         while !self.shared.stopping.load(Ordering::Relaxed) {
             match self.serve() {
-                Ok(()) => return,
+                Ok(()) => break,
                 Err(e) => {
                     self.publisher.down(&e);
                     self.wait_out(backoff);
@@ -99,6 +106,8 @@ impl Worker {
                 }
             }
         }
+        // Changes that came in meanwhile: dropping them answers their waiters.
+        self.shared.changes.lock().clear();
     }
 
     /// Connects, restores the subscriptions and serves until Redis fails

@@ -6,6 +6,8 @@ use mysql::{DriverError, Error as MyError};
 
 /// MySQL error code for a duplicate key (a UNIQUE or PRIMARY KEY clash).
 const ER_DUP_ENTRY: u16 = 1062;
+/// InnoDB chose this transaction as a deadlock victim; it may be retried.
+const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// Everything the storage layer can fail with.
 #[derive(Debug)]
@@ -25,6 +27,12 @@ impl DbError {
     /// errno 500 and the pooled connection must be discarded.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::Unavailable(_))
+    }
+
+    /// True when InnoDB rolled the transaction back to break a deadlock:
+    /// running it again is the documented remedy.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self, DbError::Query(MyError::MySqlError(e)) if e.code == ER_LOCK_DEADLOCK)
     }
 
     /// True for a duplicate-key error: a name taken, a friend or member added

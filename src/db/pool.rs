@@ -127,6 +127,18 @@ impl Pool {
         }
     }
 
+    /// Like [`Pool::run`] for a transaction, run again (up to 3 times) when
+    /// InnoDB picks it as a deadlock victim.
+    pub fn run_retrying<T>(&self, mut f: impl FnMut(&mut Conn) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut attempt = 1;
+        loop {
+            match self.run(&mut f) {
+                Err(e) if e.is_deadlock() && attempt < 3 => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
     /// Checks a connection out, runs `f` on it and discards the connection
     /// if `f` found it dead.
     pub fn run<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, DbError>) -> Result<T, DbError> {

@@ -32,7 +32,10 @@ impl Jobs {
         let handles = (0..threads.max(1))
             .map(|i| {
                 let queue = Arc::clone(&queue);
-                std::thread::Builder::new().name(format!("job-{i}")).spawn(move || work(&queue))
+                std::thread::Builder::new().name(format!("job-{i}")).spawn(move || {
+                    lower_priority();
+                    work(&queue)
+                })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Jobs { queue, threads: Mutex::new(handles) })
@@ -56,6 +59,20 @@ impl Jobs {
         for handle in self.threads.lock().drain(..) {
             let _ = handle.join();
         }
+    }
+}
+
+/// How much lower than the event loops the job threads run: password hashes
+/// (tens of milliseconds of CPU each) must not take the cores from chat.
+const NICENESS: libc::c_int = 10;
+
+/// Lowers this thread's scheduling priority (a decrease needs no privilege).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take plain integers; on Linux a thread
+    // id given to setpriority(PRIO_PROCESS) names that one thread.
+    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICENESS) };
+    if done != 0 {
+        eprintln!("job thread: cannot lower its priority: {}", std::io::Error::last_os_error());
     }
 }
 

@@ -31,10 +31,12 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, Service
 /// anything sent to `me` later, releases their `online` row, and tells the
 /// users who have `me` as a friend.
 pub fn leave(ctx: &Arc<Ctx>, me: &User, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
-    let followers = ctx.db.run(|c| {
+    ctx.bus.unsubscribe(me.id);
+    // Many users leaving at once (a mass disconnect) can deadlock in InnoDB;
+    // the transaction is safe to run again.
+    let followers = ctx.db.run_retrying(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &[me.id])?;
-        ctx.bus.unsubscribe(me.id);
         let rows: Vec<(i32, &str)> = unsent.iter().map(|d| (me.id, &*d.payload)).collect();
         offline_message::insert_many(&mut tx, &rows)?;
         online::release(&mut tx, me.id, &ctx.server_id)?;
