@@ -1,6 +1,5 @@
 //! Publishing: a few Redis connections shared by the routing threads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -23,19 +22,11 @@ pub(super) struct Publisher {
     idle: Mutex<Vec<redis::Connection>>,
     /// No publishing before this instant, after a failure.
     retry_at: Mutex<Option<Instant>>,
-    /// Whether the outage was already logged, so it is logged once.
-    logged_down: AtomicBool,
 }
 
 impl Publisher {
     pub(super) fn new(client: redis::Client, namespace: &str) -> Publisher {
-        Publisher {
-            client,
-            namespace: namespace.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            retry_at: Mutex::new(None),
-            logged_down: AtomicBool::new(false),
-        }
+        Publisher { client, namespace: namespace.to_owned(), idle: Mutex::new(Vec::new()), retry_at: Mutex::new(None) }
     }
 
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
@@ -67,27 +58,22 @@ impl Publisher {
                 self.back_up();
                 counts.into_iter().map(|n| n > 0).collect()
             }
-            Err(e) => {
-                self.down(&e);
+            Err(_) => {
+                self.down();
                 none
             }
         }
     }
 
-    /// Redis failed: drop pooled connections, pause, and log once.
-    pub(super) fn down(&self, e: &redis::RedisError) {
+    /// Redis failed: drop pooled connections and pause publishing. (The
+    /// subscriber, which holds the one lasting connection, tells the log.)
+    pub(super) fn down(&self) {
         self.idle.lock().clear();
         *self.retry_at.lock() = Some(Instant::now() + RETRY_AFTER);
-        if !self.logged_down.swap(true, Ordering::Relaxed) {
-            eprintln!("ChatServer: Redis unavailable ({e}); running alone, storing what cannot be routed, retrying");
-        }
     }
 
     /// Redis answers again.
     pub(super) fn back_up(&self) {
         *self.retry_at.lock() = None;
-        if self.logged_down.swap(false, Ordering::Relaxed) {
-            eprintln!("ChatServer: Redis is back; cross-server routing resumed");
-        }
     }
 }

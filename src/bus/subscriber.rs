@@ -51,6 +51,8 @@ struct Worker {
     publisher: Arc<Publisher>,
     /// Users whose channels this server wants, kept across reconnects.
     wanted: HashSet<i32>,
+    /// The current outage was logged; each outage is logged once.
+    outage_logged: bool,
 }
 
 impl Subscriber {
@@ -64,7 +66,8 @@ impl Subscriber {
     }
 
     pub(super) fn start(self: &Arc<Self>, on_message: OnMessage, publisher: Arc<Publisher>) -> Result<(), BusError> {
-        let worker = Worker { shared: Arc::clone(self), on_message, publisher, wanted: HashSet::new() };
+        let worker =
+            Worker { shared: Arc::clone(self), on_message, publisher, wanted: HashSet::new(), outage_logged: false };
         std::thread::Builder::new().name("redis-sub".into()).spawn(move || worker.run()).map_err(BusError::Thread)?;
         Ok(())
     }
@@ -100,7 +103,13 @@ impl Worker {
             match self.serve() {
                 Ok(()) => break,
                 Err(e) => {
-                    self.publisher.down(&e);
+                    self.publisher.down();
+                    if !self.outage_logged {
+                        self.outage_logged = true;
+                        eprintln!(
+                            "ChatServer: Redis unavailable ({e}); running alone, storing what cannot be routed, retrying"
+                        );
+                    }
                     self.wait_out(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -123,6 +132,10 @@ impl Worker {
         }
         pubsub.set_read_timeout(Some(POLL))?;
         self.publisher.back_up();
+        if self.outage_logged {
+            self.outage_logged = false;
+            eprintln!("ChatServer: Redis is back; cross-server routing resumed");
+        }
         loop {
             if self.shared.stopping.load(Ordering::Relaxed) {
                 return Ok(());

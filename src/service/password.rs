@@ -8,6 +8,7 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use parking_lot::Mutex;
 
 /// Memory cost in KiB.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -15,6 +16,11 @@ const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 /// Parallel lanes.
 const LANES: u32 = 1;
+
+/// One hash at a time, whatever the number of job threads: a login storm
+/// then queues for one core instead of taking them all from the event loops
+/// (chat latency during a storm), and at most one 19 MiB block is live.
+static HASHING: Mutex<()> = Mutex::new(());
 
 fn hasher() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or_default();
@@ -25,11 +31,13 @@ fn hasher() -> Argon2<'static> {
 /// source fails.
 pub fn hash(password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
+    let _one_at_a_time = HASHING.lock();
     hasher().hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
 }
 
 /// Checks `password` against a stored PHC string.
 pub fn verify(password: &str, stored: &str) -> bool {
+    let _one_at_a_time = HASHING.lock();
     PasswordHash::new(stored).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
 }
 

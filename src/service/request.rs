@@ -27,7 +27,7 @@ impl Request {
         let Value::Object(obj) = value else {
             return Err(Errno::Malformed);
         };
-        let fields = Fields(&obj);
+        let mut fields = Fields(obj);
         let request = match fields.int64("msgid")? {
             msgid::LOGIN => Request::Login { id: fields.int("id")?, password: fields.string("password")? },
             msgid::LOGOUT => Request::Logout,
@@ -52,10 +52,10 @@ impl Request {
     }
 }
 
-/// Typed access to a message's fields.
-struct Fields<'a>(&'a Map<String, Value>);
+/// Typed access to a message's fields; strings are moved out, not copied.
+struct Fields(Map<String, Value>);
 
-impl Fields<'_> {
+impl Fields {
     fn int64(&self, key: &str) -> Result<i64, Errno> {
         self.0.get(key).and_then(Value::as_i64).ok_or(Errno::Malformed)
     }
@@ -64,14 +64,14 @@ impl Fields<'_> {
         i32::try_from(self.int64(key)?).map_err(|_| Errno::Malformed)
     }
 
-    fn string(&self, key: &str) -> Result<String, Errno> {
+    fn string(&mut self, key: &str) -> Result<String, Errno> {
         self.optional_string(key)?.ok_or(Errno::Malformed)
     }
 
-    fn optional_string(&self, key: &str) -> Result<Option<String>, Errno> {
-        match self.0.get(key) {
+    fn optional_string(&mut self, key: &str) -> Result<Option<String>, Errno> {
+        match self.0.remove(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(Errno::Malformed),
         }
     }
