@@ -17,23 +17,8 @@ pub const TOID: &[u8] = b"\"toid\":";
 pub const GROUPID: &[u8] = b"\"groupid\":";
 pub const MSG: &[u8] = b"\"msg\":\"";
 
-/// Message ids of SPEC §2 that the bench uses.
-pub mod msgid {
-    pub const LOGIN: i64 = 1;
-    pub const LOGIN_ACK: i64 = 2;
-    pub const LOGOUT: i64 = 3;
-    pub const REG: i64 = 4;
-    pub const REG_ACK: i64 = 5;
-    pub const ONE_CHAT: i64 = 6;
-    pub const CREATE_GROUP: i64 = 8;
-    pub const ADD_GROUP: i64 = 9;
-    pub const GROUP_CHAT: i64 = 10;
-    pub const ERROR: i64 = 11;
-    pub const CREATE_GROUP_ACK: i64 = 13;
-    pub const ADD_GROUP_ACK: i64 = 14;
-    pub const PING: i64 = 16;
-    pub const PONG: i64 = 17;
-}
+/// Message ids of SPEC §2, shared with the server and the client.
+pub use crate::msgid;
 
 /// Position just past the first occurrence of `key` in `frame`.
 fn after(frame: &[u8], key: &[u8]) -> Option<usize> {
