@@ -127,8 +127,8 @@ impl ChatService {
     }
 
     /// Takes the user of a closed connection offline, on their lane (the
-    /// caller removed them from the registry): the messages the connection
-    /// never wrote out are stored first, ahead of anything sent later.
+    /// caller marked them leaving): the messages the connection never wrote
+    /// out are stored first, ahead of anything sent later.
     fn go_offline_later(&self, me: User, unsent: Vec<Delivery>) {
         let ctx = Arc::clone(&self.ctx);
         self.ctx.lanes.spawn(me.id, move || {
