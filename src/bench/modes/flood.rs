@@ -9,8 +9,8 @@ use super::super::hist::Histogram;
 use super::super::report::Metrics;
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
-use super::pingpong::shares;
-use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu, setup_pairs, users};
+use super::pingpong::engines_for_pairs;
+use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu};
 use crate::bench::args::Options;
 
 /// One sender -> receiver stream; connections `2i` (sender), `2i + 1`.
@@ -120,14 +120,7 @@ impl Workload for Flood {
 }
 
 pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
-    let ids = users(o, target, 2 * o.pairs)?;
-    let pairs = setup_pairs(o, target, &ids)?;
-    let mut ios = Vec::new();
-    let mut specs = Vec::new();
-    for (streams, spec) in shares(pairs, o.threads) {
-        ios.push(Io::new(streams)?);
-        specs.push(spec);
-    }
+    let (ios, specs) = engines_for_pairs(o, target)?;
     // Loss is only loss if it does not arrive after a generous wait.
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(10));
     let cpu = sample_cpu(target.pids.clone(), window.marks());

@@ -168,9 +168,12 @@ impl Workload for PingPong {
     }
 }
 
+/// Each pair's ids and stamp source.
+pub type PairIds = Vec<([i32; 2], u32)>;
+
 /// One engine's share of the pairs: its connections (two per pair, in
-/// order) and each pair's ids and stamp source.
-pub type Share = (Vec<std::net::TcpStream>, Vec<([i32; 2], u32)>);
+/// order) and the pairs' ids.
+pub type Share = (Vec<std::net::TcpStream>, PairIds);
 
 /// Splits logged-in pairs over `threads` engines.
 pub fn shares(pairs: Vec<PairSetup>, threads: usize) -> Vec<Share> {
@@ -184,7 +187,9 @@ pub fn shares(pairs: Vec<PairSetup>, threads: usize) -> Vec<Share> {
         .collect()
 }
 
-pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
+/// Logs in `o.pairs` pairs (untimed) and deals them over `o.threads`
+/// engines: each engine's sockets, and its pairs' ids and stamp sources.
+pub fn engines_for_pairs(o: &Options, target: &Target) -> Result<(Vec<Io>, Vec<PairIds>), String> {
     let ids = users(o, target, 2 * o.pairs)?;
     let pairs = setup_pairs(o, target, &ids)?;
     let mut ios = Vec::new();
@@ -193,6 +198,11 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
         ios.push(Io::new(streams)?);
         specs.push(spec);
     }
+    Ok((ios, specs))
+}
+
+pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
+    let (ios, specs) = engines_for_pairs(o, target)?;
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(5));
     let cpu = sample_cpu(target.pids.clone(), window.marks());
     let work =
