@@ -22,8 +22,7 @@ fn context(db: &TestDb) -> std::sync::Arc<Ctx> {
     let pool = Pool::new(&db.url, 2, Duration::from_secs(5)).unwrap();
     // This "server" is alive, as a running server is from its first beat.
     pool.run(|c| server::beat(c, "handler-test")).unwrap();
-    let bus = Bus::new("redis://127.0.0.1:1/", &db.name).unwrap();
-    bus.start(Box::new(|_, _| {})).unwrap();
+    let bus = Bus::new("redis://127.0.0.1:1/", &db.name, "handler-test").unwrap();
     Ctx::new(Parts {
         db: pool,
         server_id: "handler-test".into(),

@@ -3,14 +3,15 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatserver::bus::Bus;
 use chatserver::config::{ServerConfig, USAGE};
 use chatserver::db::{Pool, schema};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
-use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts, router};
+use chatserver::service::router::BusSink;
+use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts};
 
 /// Threads that store messages in order, each for a share of the users.
 const LANES: usize = 4;
@@ -47,22 +48,24 @@ fn run(config: ServerConfig) -> Result<(), String> {
         Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
-    let bus = Bus::new(&config.redis_url, &namespace).map_err(|e| e.to_string())?;
+    let server_id = server_id(addr);
+    let bus = Bus::new(&config.redis_url, &namespace, &server_id).map_err(|e| e.to_string())?;
 
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
     let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
     let lanes = Lanes::new(LANES).map_err(|e| format!("cannot start lane threads: {e}"))?;
     let ctx = Ctx::new(Parts {
         db: pool,
-        server_id: server_id(addr),
+        server_id,
         bus: bus.clone(),
         remote: remote.clone(),
         jobs,
         lanes,
         limits: config.limits,
     });
-    let on_bus = Arc::clone(&ctx);
-    bus.start(Box::new(move |user, frame| router::receive(&on_bus, user, frame))).map_err(|e| e.to_string())?;
+    let sink = Arc::new(BusSink { ctx: OnceLock::new() });
+    let _ = sink.ctx.set(Arc::downgrade(&ctx));
+    bus.start(sink).map_err(|e| e.to_string())?;
     let heartbeat_db =
         Pool::new(&config.mysql_url, 1, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
     let heartbeat = Heartbeat::start(Arc::clone(&ctx), heartbeat_db).map_err(|e| format!("{e}; {mysql_hint}"))?;
@@ -72,9 +75,10 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let on_signal = stop.clone();
     let bus_on_signal = bus.clone();
     ctrlc::set_handler(move || {
-        // Leave the bus first: from then on other servers store what they
-        // send to this server's users instead of handing it to closing loops.
-        bus_on_signal.stop();
+        // Stop listening first: what other servers send to this server's
+        // users from now on is not acknowledged, and comes back to them to
+        // be stored once this server is gone from the `server` table.
+        bus_on_signal.stop_listening();
         on_signal.stop();
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
@@ -86,8 +90,9 @@ fn run(config: ServerConfig) -> Result<(), String> {
     heartbeat.stop();
     ctx.jobs.shutdown();
     ctx.lanes.shutdown();
-    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"))?;
-    println!("ChatServer stopped; {marked} users marked offline");
+    let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"));
+    bus.stop();
+    println!("ChatServer stopped; {} users marked offline", marked?);
     Ok(())
 }
 

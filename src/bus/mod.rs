@@ -1,100 +1,393 @@
-//! The cluster bus: Redis publish/subscribe between servers.
+//! The cluster bus: servers reach each other's users through Redis.
 //!
-//! Routing design: one channel per user, `<namespace>:user:<id>`, as in the
-//! original. A server subscribes to the channel of each user logged in on
-//! it; a message for a user on another server is PUBLISHed to their channel,
-//! and PUBLISH's count of receivers says whether anyone took it (0: store it
-//! offline). The namespace is the database name, so clusters on different
-//! databases can share one Redis.
+//! Each server listens on one inbox channel of its own and on the cluster's
+//! presence channel; nothing it listens to changes when users come and go.
+//! Logins and leaves are announced on the presence channel, so every
+//! server knows where each user is ([`locations`]). A message for a user on
+//! another server goes to that server's inbox as number n of a stream from
+//! this server ([`outbound`]); the receiver takes each number once, and
+//! acknowledges what it has written to its user, stored or forwarded
+//! ([`inbound`]). Unacknowledged messages are sent again; a dead server's
+//! come back to be stored. Publishing never waits for Redis: commands are
+//! written straight to one pipelined connection ([`link`]).
 //!
-//! The bus knows Redis and user ids; it knows nothing of sockets or JSON.
+//! The bus knows Redis, server ids and user ids; nothing of sockets to
+//! clients, JSON or SQL.
 
+mod conn;
+mod envelope;
 mod error;
-mod publisher;
+mod inbound;
+mod link;
+mod locations;
+mod outbound;
+mod resp;
 mod subscriber;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 pub use error::BusError;
-use publisher::Publisher;
-use subscriber::Subscriber;
+pub use inbound::Tag;
+pub use outbound::Outgoing;
 
-/// Called on the subscriber thread with (user id, payload) for each message.
-pub type OnMessage = Box<dyn Fn(i32, &str) + Send + Sync>;
+use conn::Endpoint;
+use envelope::Envelope;
+use inbound::{Inbound, Verdict};
+use link::{Link, LinkEvents};
+use locations::Locations;
+use outbound::{Outbound, inbox};
+use subscriber::{SubEvents, Subscriber};
 
-/// How long a login or logout waits for Redis to confirm its channel.
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+/// A message that came over the bus for a user of this server.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub to: i32,
+    pub frame: Arc<str>,
+    /// Stored if the user is gone, or dropped.
+    pub keep: bool,
+    /// Servers it went through before this one.
+    pub hops: u8,
+    /// Report it with [`Bus::complete`] once it is written, stored or
+    /// forwarded.
+    pub tag: Tag,
+}
+
+/// What the bus hands to the service.
+pub trait Sink: Send + Sync + 'static {
+    /// Messages for users of this server, as one read brought them.
+    fn deliver(&self, batch: Vec<Incoming>);
+    /// Messages the bus gives back (their server died, or Redis is gone
+    /// too long, or their user is nowhere known): route them again,
+    /// storing what has nowhere to go.
+    fn reroute(&self, messages: Vec<Outgoing>);
+    /// Redis is back: read again who is where, and announce who is here.
+    fn resync(&self);
+}
 
 /// A handle to the bus; cheap to clone.
 #[derive(Clone)]
 pub struct Bus {
-    /// Publishes messages; shared by every thread that routes.
-    publisher: Arc<Publisher>,
-    /// The thread holding the subscriptions.
+    core: Arc<Core>,
+}
+
+struct Core {
+    /// This server's id.
+    me: Arc<str>,
+    /// Channel namespace (the database name).
+    namespace: Arc<str>,
+    /// The cluster's presence channel.
+    presence: String,
+    /// Publishing.
+    link: Arc<Link>,
+    /// Listening.
     subscriber: Arc<Subscriber>,
-}
-
-/// The channel of one user.
-fn channel(namespace: &str, user: i32) -> String {
-    format!("{namespace}:user:{user}")
-}
-
-/// The user of a channel of this namespace.
-fn user_of(namespace: &str, channel: &str) -> Option<i32> {
-    channel.strip_prefix(namespace)?.strip_prefix(":user:")?.parse().ok()
+    /// Streams to other servers; its lock also orders their writes.
+    outbound: Mutex<Outbound>,
+    /// Streams from other servers.
+    inbound: Mutex<Inbound>,
+    /// Where users of other servers are.
+    locations: Locations,
+    /// The service, once started.
+    sink: OnceLock<Arc<dyn Sink>>,
+    /// The current outage was logged; each outage is logged once.
+    outage_logged: AtomicBool,
+    /// Once stopped, nothing is sent.
+    stopped: AtomicBool,
 }
 
 impl Bus {
-    /// A bus for `url`, not yet receiving: see [`Bus::start`]. Only a
+    /// A bus for `url`, not yet connected: see [`Bus::start`]. Only a
     /// malformed URL fails; an unreachable Redis does not.
-    pub fn new(url: &str, namespace: &str) -> Result<Bus, BusError> {
-        let client = redis::Client::open(url).map_err(|e| BusError::BadUrl(e.to_string()))?;
-        let publisher = Arc::new(Publisher::new(client.clone(), namespace));
-        let subscriber = Arc::new(Subscriber::new(client, namespace));
-        Ok(Bus { publisher, subscriber })
+    pub fn new(url: &str, namespace: &str, server_id: &str) -> Result<Bus, BusError> {
+        let endpoint = Endpoint::parse(url)?;
+        let me: Arc<str> = server_id.into();
+        let namespace: Arc<str> = namespace.into();
+        let inbox = inbox(&namespace, &me);
+        let presence = format!("{{{namespace}}}:presence");
+        let subscriber = Arc::new(Subscriber::new(endpoint.clone(), vec![inbox.clone(), presence.clone()]));
+        let core = Core {
+            outbound: Mutex::new(Outbound::new(Arc::clone(&me), Arc::clone(&namespace))),
+            me,
+            namespace,
+            presence,
+            link: Arc::new(Link::new(endpoint)),
+            subscriber,
+            inbound: Mutex::new(Inbound::default()),
+            locations: Locations::default(),
+            sink: OnceLock::new(),
+            outage_logged: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        };
+        Ok(Bus { core: Arc::new(core) })
     }
 
-    /// Starts the subscriber thread, handing each message to `on_message`.
-    /// With Redis unreachable the server runs alone, says so once, and
+    /// Connects and starts listening, handing what arrives to `sink`. With
+    /// Redis unreachable the server runs alone, says so once, and
     /// reconnects by itself.
-    pub fn start(&self, on_message: OnMessage) -> Result<(), BusError> {
-        self.subscriber.start(on_message, Arc::clone(&self.publisher))
+    pub fn start(&self, sink: Arc<dyn Sink>) -> Result<(), BusError> {
+        let _ = self.core.sink.set(sink);
+        let events: Arc<Core> = Arc::clone(&self.core);
+        self.core.link.start(Arc::clone(&events) as Arc<dyn LinkEvents>).map_err(BusError::Thread)?;
+        self.core.subscriber.start(events as Arc<dyn SubEvents>).map_err(BusError::Thread)?;
+        Ok(())
     }
 
-    /// Subscribes to `user`'s channel and waits until Redis confirms it, so
-    /// nothing published after this returns can miss this server. False when
-    /// Redis is down (the subscription is restored when it is back).
-    pub fn subscribe(&self, user: i32) -> bool {
-        self.subscriber.subscribe(user, SUBSCRIBE_WAIT)
+    /// Stops listening (a stopping server takes nothing more); sending
+    /// goes on until [`Bus::stop`].
+    pub fn stop_listening(&self) {
+        self.core.subscriber.stop();
     }
 
-    /// Drops `user`'s channel and waits until Redis confirms it, so that
-    /// from then on a message for `user` finds no one here and is stored.
-    pub fn unsubscribe(&self, user: i32) {
-        self.subscriber.unsubscribe(user, SUBSCRIBE_WAIT);
-    }
-
-    /// Publishes each `(user, payload)` in one round trip; `true` where some
-    /// server took the message. All `false` while Redis is down.
-    pub fn publish(&self, messages: &[(i32, &str)]) -> Vec<bool> {
-        self.publisher.publish(messages)
-    }
-
-    /// Stops the subscriber thread.
+    /// Stops sending and listening (at the end of a shutdown).
     pub fn stop(&self) {
-        self.subscriber.stop();
+        self.core.stopped.store(true, Ordering::Relaxed);
+        self.core.subscriber.stop();
+        self.core.link.stop();
+    }
+
+    /// This server's id.
+    pub fn me(&self) -> &str {
+        &self.core.me
+    }
+
+    /// Whether `user` is known to be on another server.
+    pub fn knows(&self, user: i32) -> bool {
+        self.core.locations.get(user).is_some()
+    }
+
+    /// Sends each message to the server its user is on; returns those whose
+    /// user is nowhere known (to be stored). Never waits for Redis.
+    pub fn send(&self, messages: Vec<Outgoing>) -> Vec<Outgoing> {
+        let homeless = self.queue(messages);
+        self.flush();
+        homeless
+    }
+
+    /// As [`Bus::send`], but what is sent waits for the next [`Bus::flush`],
+    /// so that many messages travel in one write: an event loop queues
+    /// during its turn and flushes at the end of it.
+    pub fn queue(&self, messages: Vec<Outgoing>) -> Vec<Outgoing> {
+        let locations = &self.core.locations;
+        self.core.queue(messages.into_iter().map(|m| (locations.get(m.to), m)))
+    }
+
+    /// Sends messages to `server`, which holds their users (as the `online`
+    /// table says).
+    pub fn send_to(&self, server: &str, messages: Vec<Outgoing>) -> Vec<Outgoing> {
+        let dest = self.core.locations.intern(server);
+        let homeless = self.core.queue(messages.into_iter().map(|m| (Some(Arc::clone(&dest)), m)));
+        self.flush();
+        homeless
+    }
+
+    /// Writes what was queued, in one write.
+    pub fn flush(&self) {
+        self.core.with_outbound(|_| Vec::new());
+    }
+
+    /// Reports messages from [`Sink::deliver`] done: written to their user,
+    /// stored, or forwarded. The acknowledgements go out with the next
+    /// [`Bus::flush`].
+    pub fn complete(&self, tags: &[Tag]) {
+        if tags.is_empty() {
+            return;
+        }
+        let acks = self.core.inbound.lock().complete(tags);
+        if acks.is_empty() {
+            return;
+        }
+        let mut outbound = self.core.outbound.lock();
+        for ack in acks {
+            let text = envelope::ack(&self.core.me, ack.upto, &ack.also);
+            outbound.push_command(&[b"PUBLISH", inbox(&self.core.namespace, &ack.origin).as_bytes(), text.as_bytes()]);
+        }
+    }
+
+    /// Tells every server that `users` are logged in here now (`online`) or
+    /// no longer; one publish for all of them.
+    pub fn announce(&self, online: bool, users: &[i32]) {
+        if users.is_empty() {
+            return;
+        }
+        let text = envelope::presence(&self.core.me, online, users);
+        self.core.outbound.lock().push_command(&[b"PUBLISH", self.core.presence.as_bytes(), text.as_bytes()]);
+        self.flush();
+    }
+
+    /// Replaces what is known of where users are by a fresh read of the
+    /// `online` table: (user, server) of users on live servers.
+    pub fn set_locations(&self, entries: Vec<(i32, String)>) {
+        let me = &*self.core.me;
+        self.core.locations.replace(entries.into_iter().filter(|(_, s)| s != me).collect());
+    }
+
+    /// The servers with a fresh heartbeat, read at `asked_at`: any other
+    /// server heard of before then is dead, and what was sent to it comes
+    /// back to be stored.
+    pub fn servers_alive(&self, alive: &[String], asked_at: Instant) {
+        let dead: Vec<Arc<str>> = self
+            .core
+            .locations
+            .known_before(asked_at)
+            .into_iter()
+            .filter(|s| **s != *self.core.me && !alive.iter().any(|a| **a == **s))
+            .collect();
+        let mut back = Vec::new();
+        for server in dead {
+            self.core.locations.forget(&server);
+            back.extend(self.core.outbound.lock().dead(&server));
+        }
+        self.core.give_back(back);
+    }
+
+    /// `server` is dead (its heartbeat stopped): forgets where its users
+    /// were and returns what was sent to it and not acknowledged, oldest
+    /// first, for the caller to store before its users are released.
+    pub fn server_dead(&self, server: &str) -> Vec<Outgoing> {
+        self.core.locations.forget(server);
+        self.core.outbound.lock().dead(server)
+    }
+
+    /// Messages sent and not yet acknowledged, or waiting.
+    pub fn in_flight(&self) -> usize {
+        self.core.outbound.lock().in_flight()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn channels_are_namespaced_and_parse_back() {
-        let ch = super::channel("chat_a", 42);
-        assert_eq!(ch, "chat_a:user:42");
-        assert_eq!(super::user_of("chat_a", &ch), Some(42));
-        assert_eq!(super::user_of("chat_b", &ch), None);
-        assert_eq!(super::user_of("chat_a", "chat_a:user:x"), None);
+impl Core {
+    /// Encodes each message for its destination under the outbound lock;
+    /// returns those with nowhere to go.
+    fn queue(&self, messages: impl Iterator<Item = (Option<Arc<str>>, Outgoing)>) -> Vec<Outgoing> {
+        let now = Instant::now();
+        let mut homeless = Vec::new();
+        let mut outbound = self.outbound.lock();
+        for (dest, msg) in messages {
+            if let Err(msg) = outbound.send(dest.as_ref(), msg, now) {
+                homeless.push(msg);
+            }
+        }
+        homeless
+    }
+
+    fn write(&self, wire: &[u8]) {
+        if !wire.is_empty() && !self.stopped.load(Ordering::Relaxed) {
+            self.link.write(wire);
+        }
+    }
+
+    /// Writes what `f` and earlier queueing encoded, while holding the
+    /// outbound lock (the lock orders the streams' writes), and gives back
+    /// what `f` returned.
+    fn with_outbound(&self, f: impl FnOnce(&mut Outbound) -> Vec<Outgoing>) {
+        let back = {
+            let mut outbound = self.outbound.lock();
+            let back = f(&mut outbound);
+            let wire = outbound.take_wire();
+            self.write(&wire);
+            back
+        };
+        self.give_back(back);
+    }
+
+    fn give_back(&self, messages: Vec<Outgoing>) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.get() {
+            sink.reroute(messages);
+        }
+    }
+
+    fn locate(&self) -> impl Fn(i32) -> Option<Arc<str>> + '_ {
+        |user| self.locations.get(user)
+    }
+}
+
+impl LinkEvents for Core {
+    fn link_up(&self) {
+        let now = Instant::now();
+        self.with_outbound(|out| out.up(&self.locate(), now));
+        if let Some(sink) = self.sink.get() {
+            sink.resync();
+        }
+    }
+
+    fn link_down(&self, _why: &str) {
+        self.outbound.lock().down(Instant::now());
+    }
+
+    fn tick(&self, now: Instant) {
+        self.with_outbound(|out| out.tick(now));
+    }
+}
+
+impl SubEvents for Core {
+    fn subscribed(&self) {
+        if self.outage_logged.swap(false, Ordering::Relaxed) {
+            eprintln!("ChatServer: Redis is back; cross-server routing resumed");
+        }
+        if let Some(sink) = self.sink.get() {
+            sink.resync();
+        }
+    }
+
+    fn unsubscribed(&self, why: &str) {
+        if !self.outage_logged.swap(true, Ordering::Relaxed) && !self.stopped.load(Ordering::Relaxed) {
+            eprintln!("ChatServer: Redis unavailable ({why}); running alone, storing what cannot be routed, retrying");
+        }
+    }
+
+    fn batch(&self, messages: Vec<(Vec<u8>, Vec<u8>)>) {
+        let now = Instant::now();
+        let mut incoming = Vec::new();
+        let mut reacks: Vec<(Arc<str>, u64)> = Vec::new();
+        let mut back = Vec::new();
+        for (_channel, payload) in &messages {
+            let Ok(text) = std::str::from_utf8(payload) else { continue };
+            match envelope::parse(text) {
+                Some(Envelope::Data(d)) => {
+                    let (verdict, origin) = self.inbound.lock().receive(d.origin, d.seq, d.floor);
+                    match verdict {
+                        Verdict::Take => incoming.push(Incoming {
+                            to: d.to,
+                            frame: d.frame.into(),
+                            keep: d.keep,
+                            hops: d.hops,
+                            tag: Tag { origin, seq: d.seq },
+                        }),
+                        Verdict::Duplicate { reack: Some(upto) } => reacks.push((origin, upto)),
+                        Verdict::Duplicate { reack: None } | Verdict::Gap => {}
+                    }
+                }
+                Some(Envelope::Ack { from, upto, also }) => {
+                    back.extend(self.outbound.lock().acked(from, upto, &also, &self.locate(), now));
+                }
+                Some(Envelope::Presence { server, online, users }) if server != &*self.me => {
+                    if online {
+                        self.locations.online(server, &users);
+                    } else {
+                        self.locations.offline(server, &users);
+                    }
+                }
+                Some(Envelope::Presence { .. }) | None => {}
+            }
+        }
+        self.with_outbound(|out| {
+            for (origin, upto) in reacks {
+                let ack = envelope::ack(&self.me, upto, &[]);
+                out.push_command(&[b"PUBLISH", inbox(&self.namespace, &origin).as_bytes(), ack.as_bytes()]);
+            }
+            Vec::new()
+        });
+        if let Some(sink) = self.sink.get()
+            && !incoming.is_empty()
+        {
+            sink.deliver(incoming);
+        }
+        self.give_back(back);
     }
 }

@@ -1,197 +1,143 @@
-//! The subscriber thread: one Redis connection in subscribe mode holding the
-//! channels of this server's users, restored after every reconnect.
+//! The listening connection: subscribed to exactly two channels, this
+//! server's inbox and the cluster's presence channel, whoever is logged in.
+//! Nothing about it changes at a login or a logout, so a reconnect restores
+//! it whole and a failure can leave nothing stale behind. Everything one
+//! read brings is handed over as one batch.
 
-use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use super::conn::Endpoint;
+use super::resp;
 
-use super::error::BusError;
-use super::publisher::Publisher;
-use super::{OnMessage, channel, user_of};
-
-/// How often the thread stops waiting for messages to apply subscription
-/// changes: the worst extra delay of a login.
-const POLL: Duration = Duration::from_millis(10);
-/// How long a reply to SUBSCRIBE or UNSUBSCRIBE may take.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Reconnect back-off bounds.
+/// How often a quiet read wakes to see whether the bus is stopping.
+const POLL: Duration = Duration::from_millis(100);
+/// Reconnect back-off bounds; the back-off starts again once a connection
+/// has subscribed.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A change of subscriptions, applied by the thread in order.
-enum Change {
-    /// Subscribe; the sender learns whether Redis confirmed it.
-    Subscribe(i32, SyncSender<bool>),
-    /// Unsubscribe; the sender learns when it is done.
-    Unsubscribe(i32, SyncSender<bool>),
+/// What the subscriber tells the bus.
+pub trait SubEvents: Send + Sync + 'static {
+    /// Subscribed (again): messages flow from now on.
+    fn subscribed(&self);
+    /// The connection failed or could not be made.
+    fn unsubscribed(&self, why: &str);
+    /// The payloads of the messages one read brought, in order, with the
+    /// channel each came on.
+    fn batch(&self, messages: Vec<(Vec<u8>, Vec<u8>)>);
 }
 
-pub(super) struct Subscriber {
-    /// Changes waiting for the thread.
-    changes: Mutex<Vec<Change>>,
+pub struct Subscriber {
+    /// Where Redis is.
+    endpoint: Endpoint,
+    /// The channels, fixed for the life of the server.
+    channels: Vec<String>,
     /// Set to end the thread.
     stopping: AtomicBool,
-    /// Opens the subscribe connection.
-    client: redis::Client,
-    /// Channel namespace.
-    namespace: String,
-}
-
-/// What the thread owns.
-struct Worker {
-    /// Shared with the handles.
-    shared: Arc<Subscriber>,
-    /// Where messages go.
-    on_message: OnMessage,
-    /// Told when Redis fails or answers, so outages are logged once.
-    publisher: Arc<Publisher>,
-    /// Users whose channels this server wants, kept across reconnects.
-    wanted: HashSet<i32>,
-    /// The current outage was logged; each outage is logged once.
-    outage_logged: bool,
 }
 
 impl Subscriber {
-    pub(super) fn new(client: redis::Client, namespace: &str) -> Subscriber {
-        Subscriber {
-            changes: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
-            client,
-            namespace: namespace.to_owned(),
-        }
+    pub fn new(endpoint: Endpoint, channels: Vec<String>) -> Subscriber {
+        Subscriber { endpoint, channels, stopping: AtomicBool::new(false) }
     }
 
-    pub(super) fn start(self: &Arc<Self>, on_message: OnMessage, publisher: Arc<Publisher>) -> Result<(), BusError> {
-        let worker =
-            Worker { shared: Arc::clone(self), on_message, publisher, wanted: HashSet::new(), outage_logged: false };
-        std::thread::Builder::new().name("redis-sub".into()).spawn(move || worker.run()).map_err(BusError::Thread)?;
+    pub fn start(self: &Arc<Self>, events: Arc<dyn SubEvents>) -> std::io::Result<()> {
+        let sub = Arc::clone(self);
+        std::thread::Builder::new().name("bus-sub".into()).spawn(move || sub.run(&*events))?;
         Ok(())
     }
 
-    pub(super) fn subscribe(&self, user: i32, wait: Duration) -> bool {
-        // Once stopped nobody answers: do not wait for the timeout.
-        if self.stopping.load(Ordering::Relaxed) {
-            return false;
-        }
-        let (tx, rx): (SyncSender<bool>, Receiver<bool>) = sync_channel(1);
-        self.changes.lock().push(Change::Subscribe(user, tx));
-        rx.recv_timeout(wait).unwrap_or(false)
-    }
-
-    pub(super) fn unsubscribe(&self, user: i32, wait: Duration) {
-        if self.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        let (tx, rx): (SyncSender<bool>, Receiver<bool>) = sync_channel(1);
-        self.changes.lock().push(Change::Unsubscribe(user, tx));
-        let _ = rx.recv_timeout(wait);
-    }
-
-    pub(super) fn stop(&self) {
+    pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
-}
 
-impl Worker {
-    fn run(mut self) {
+    fn run(&self, events: &dyn SubEvents) {
         let mut backoff = MIN_BACKOFF;
-        while !self.shared.stopping.load(Ordering::Relaxed) {
-            match self.serve() {
-                Ok(()) => break,
-                Err(e) => {
-                    self.publisher.down();
-                    if !self.outage_logged {
-                        self.outage_logged = true;
-                        eprintln!(
-                            "ChatServer: Redis unavailable ({e}); running alone, storing what cannot be routed, retrying"
-                        );
+        while !self.stopping.load(Ordering::Relaxed) {
+            let why = match self.endpoint.connect(&[]) {
+                Ok(stream) => {
+                    let (why, subscribed) = self.serve(stream, events);
+                    if subscribed {
+                        backoff = MIN_BACKOFF;
                     }
-                    self.wait_out(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    why
                 }
+                Err(e) => e.to_string(),
+            };
+            if self.stopping.load(Ordering::Relaxed) {
+                return;
             }
+            events.unsubscribed(&why);
+            let until = std::time::Instant::now() + backoff;
+            while std::time::Instant::now() < until && !self.stopping.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL.min(backoff));
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        // Changes that came in meanwhile: dropping them answers their waiters.
-        self.shared.changes.lock().clear();
     }
 
-    /// Connects, restores the subscriptions and serves until Redis fails
-    /// (`Err`) or the bus stops (`Ok`).
-    fn serve(&mut self) -> redis::RedisResult<()> {
-        let mut conn = self.shared.client.get_connection_with_timeout(Duration::from_secs(1))?;
-        let mut pubsub = conn.as_pubsub();
-        pubsub.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        let namespace = self.shared.namespace.clone();
-        let channels: Vec<String> = self.wanted.iter().map(|&u| channel(&namespace, u)).collect();
-        if !channels.is_empty() {
-            pubsub.subscribe(channels)?;
+    /// Subscribes, then reads pushes until the connection fails; returns why
+    /// it did, and whether Redis had confirmed the subscriptions.
+    fn serve(&self, mut stream: TcpStream, events: &dyn SubEvents) -> (String, bool) {
+        let mut confirmed = 0;
+        let why = self.read_pushes(&mut stream, events, &mut confirmed);
+        (why, confirmed >= self.channels.len())
+    }
+
+    fn read_pushes(&self, stream: &mut TcpStream, events: &dyn SubEvents, confirmed: &mut usize) -> String {
+        let mut command = vec![&b"SUBSCRIBE"[..]];
+        command.extend(self.channels.iter().map(|c| c.as_bytes()));
+        let mut out = Vec::new();
+        resp::encode(&mut out, &command);
+        if let Err(e) = stream.write_all(&out).and_then(|()| stream.set_read_timeout(Some(POLL))) {
+            return e.to_string();
         }
-        pubsub.set_read_timeout(Some(POLL))?;
-        self.publisher.back_up();
-        if self.outage_logged {
-            self.outage_logged = false;
-            eprintln!("ChatServer: Redis is back; cross-server routing resumed");
-        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 256 * 1024];
         loop {
-            if self.shared.stopping.load(Ordering::Relaxed) {
-                return Ok(());
+            if self.stopping.load(Ordering::Relaxed) {
+                return "stopping".into();
             }
-            let changes = std::mem::take(&mut *self.shared.changes.lock());
-            if !changes.is_empty() {
-                // Replies to (un)subscribe may take longer than the poll.
-                pubsub.set_read_timeout(Some(REPLY_TIMEOUT))?;
-                for change in changes {
-                    match change {
-                        Change::Subscribe(user, done) => {
-                            self.wanted.insert(user);
-                            pubsub.subscribe(channel(&namespace, user))?;
-                            let _ = done.try_send(true);
+            match stream.read(&mut chunk) {
+                Ok(0) => return "Redis closed the connection".into(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return e.to_string(),
+            }
+            let mut used = 0;
+            let mut batch = Vec::new();
+            loop {
+                match resp::parse(&buf[used..]) {
+                    Ok(Some((reply, n))) => {
+                        used += n;
+                        let Some(mut parts) = reply.into_push() else { continue };
+                        if parts.len() != 3 {
+                            continue;
                         }
-                        Change::Unsubscribe(user, done) => {
-                            self.wanted.remove(&user);
-                            pubsub.unsubscribe(channel(&namespace, user))?;
-                            let _ = done.try_send(true);
+                        if parts[0] == b"subscribe" {
+                            *confirmed += 1;
+                            if *confirmed == self.channels.len() {
+                                events.subscribed();
+                            }
+                        } else if parts[0] == b"message" {
+                            let payload = parts.pop().unwrap_or_default();
+                            let channel = parts.pop().unwrap_or_default();
+                            batch.push((channel, payload));
                         }
                     }
-                }
-                pubsub.set_read_timeout(Some(POLL))?;
-            }
-            match pubsub.get_message() {
-                Ok(msg) => {
-                    let user = user_of(&namespace, msg.get_channel_name());
-                    if let (Some(user), Ok(payload)) = (user, std::str::from_utf8(msg.get_payload_bytes())) {
-                        (self.on_message)(user, payload);
-                    }
-                }
-                Err(e) if e.is_timeout() => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Waits before reconnecting, still taking subscription changes: they
-    /// are remembered for the reconnect and answered "not confirmed".
-    fn wait_out(&mut self, backoff: Duration) {
-        let until = std::time::Instant::now() + backoff;
-        while std::time::Instant::now() < until && !self.shared.stopping.load(Ordering::Relaxed) {
-            let changes = std::mem::take(&mut *self.shared.changes.lock());
-            for change in changes {
-                match change {
-                    Change::Subscribe(user, done) => {
-                        self.wanted.insert(user);
-                        let _ = done.try_send(false);
-                    }
-                    Change::Unsubscribe(user, done) => {
-                        self.wanted.remove(&user);
-                        let _ = done.try_send(false);
-                    }
+                    Ok(None) => break,
+                    Err(_) => return "Redis sent something that is not RESP".into(),
                 }
             }
-            std::thread::sleep(POLL);
+            buf.drain(..used);
+            if !batch.is_empty() {
+                events.batch(batch);
+            }
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Table `online`: which server each logged-in user is on.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use mysql::Value;
 use mysql::prelude::Queryable;
 
+use super::placeholders;
 use crate::db::DbError;
+
+/// Ids per `... IN (...)`, well under any placeholder limit.
+const CHUNK: usize = 500;
 
 /// Claims `userid` for `server` unless a live server (heartbeat younger than
 /// `alive`, or `server` itself, which is running since it asks) has them
@@ -31,6 +37,52 @@ pub fn holder(conn: &mut impl Queryable, userid: i32, me: &str, alive: Duration)
     )?)
 }
 
+/// The live servers holding any of `userids` (see [`holder`]), by user.
+pub fn holders(
+    conn: &mut impl Queryable,
+    userids: &[i32],
+    me: &str,
+    alive: Duration,
+) -> Result<HashMap<i32, String>, DbError> {
+    let mut found = HashMap::new();
+    for chunk in userids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT o.userid, o.server FROM online o LEFT JOIN server s ON s.id = o.server \
+             WHERE o.userid IN ({}) AND (o.server = ? OR s.heartbeat > NOW(3) - INTERVAL ? SECOND)",
+            placeholders(chunk.len())
+        );
+        let mut params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        params.push(Value::from(me));
+        params.push(Value::from(alive.as_secs()));
+        found.extend(conn.exec::<(i32, String), _, _>(sql, params)?);
+    }
+    Ok(found)
+}
+
+/// Every logged-in user on a live server, with that server.
+pub fn everyone(conn: &mut impl Queryable, alive: Duration) -> Result<Vec<(i32, String)>, DbError> {
+    Ok(conn.exec(
+        "SELECT o.userid, o.server FROM online o JOIN server s ON s.id = o.server \
+         WHERE s.heartbeat > NOW(3) - INTERVAL ? SECOND",
+        (alive.as_secs(),),
+    )?)
+}
+
+/// The dead server holding `userid`, if any: a row of a server other than
+/// `me` whose heartbeat is older than `alive` (or gone).
+pub fn dead_holder(
+    conn: &mut impl Queryable,
+    userid: i32,
+    me: &str,
+    alive: Duration,
+) -> Result<Option<String>, DbError> {
+    Ok(conn.exec_first(
+        "SELECT o.server FROM online o LEFT JOIN server s ON s.id = o.server \
+         WHERE o.userid = ? AND o.server <> ? AND (s.id IS NULL OR s.heartbeat <= NOW(3) - INTERVAL ? SECOND)",
+        (userid, me, alive.as_secs()),
+    )?)
+}
+
 /// Releases `userid` if `server` holds them, marking them offline.
 pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
     let done = conn.exec_iter("DELETE FROM online WHERE userid = ? AND server = ?", (userid, server))?;
@@ -39,6 +91,27 @@ pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(
         conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
     }
     Ok(())
+}
+
+/// Releases those of `userids` that `server` holds, marking them offline;
+/// returns the ones released. Lock the users' rows first.
+pub fn release_many(conn: &mut impl Queryable, userids: &[i32], server: &str) -> Result<Vec<i32>, DbError> {
+    let mut released = Vec::new();
+    for chunk in userids.chunks(CHUNK) {
+        let list = placeholders(chunk.len());
+        let mut params: Vec<Value> = vec![Value::from(server)];
+        params.extend(chunk.iter().map(|&id| Value::from(id)));
+        let held: Vec<i32> =
+            conn.exec(format!("SELECT userid FROM online WHERE server = ? AND userid IN ({list})"), params.clone())?;
+        if held.is_empty() {
+            continue;
+        }
+        conn.exec_drop(format!("DELETE FROM online WHERE server = ? AND userid IN ({list})"), params)?;
+        let ids: Vec<Value> = held.iter().map(|&id| Value::from(id)).collect();
+        conn.exec_drop(format!("UPDATE user SET state = 'offline' WHERE id IN ({})", placeholders(held.len())), ids)?;
+        released.extend(held);
+    }
+    Ok(released)
 }
 
 /// Releases every user `server` holds (it stopped or died); returns them.

@@ -20,6 +20,11 @@ pub fn dead(conn: &mut impl Queryable, alive: Duration) -> Result<Vec<String>, D
     Ok(conn.exec("SELECT id FROM server WHERE heartbeat <= NOW(3) - INTERVAL ? SECOND", (alive.as_secs(),))?)
 }
 
+/// Servers whose last heartbeat is younger than `alive`.
+pub fn alive(conn: &mut impl Queryable, alive: Duration) -> Result<Vec<String>, DbError> {
+    Ok(conn.exec("SELECT id FROM server WHERE heartbeat > NOW(3) - INTERVAL ? SECOND", (alive.as_secs(),))?)
+}
+
 /// Forgets a server that stopped or died.
 pub fn remove(conn: &mut impl Queryable, id: &str) -> Result<(), DbError> {
     conn.exec_drop("DELETE FROM server WHERE id = ?", (id,))?;

@@ -172,6 +172,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             self.flush_dirty();
+            self.handler.turn_end();
             if stop {
                 self.shutdown();
                 return;

@@ -102,6 +102,9 @@ pub trait Handler: Send + Sync + 'static {
     fn open(&self, id: ConnId) -> Self::Session;
     /// One complete, non-empty frame arrived.
     fn frame(&self, session: &mut Self::Session, frame: &[u8], out: &mut Outbox<'_>);
+    /// The loop finished a turn: everything handlers queued during it has
+    /// been handed to the sockets (or waits for them to take more).
+    fn turn_end(&self) {}
     /// A frame went over the limit; the connection closes after this.
     fn too_large(&self, session: &mut Self::Session, out: &mut Outbox<'_>);
     /// A message sent to this connection from elsewhere.

@@ -96,6 +96,16 @@ impl<M: Send + 'static> Remote<M> {
         }
     }
 
+    /// Wakes the loops of many [`Remote::queue`] calls, each loop once.
+    pub fn wake_all(&self, wakes: Vec<Wake>) {
+        let mut workers: Vec<usize> = wakes.into_iter().filter_map(|w| w.0).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        for worker in workers {
+            self.notify(worker);
+        }
+    }
+
     /// Closes connection `to` after its pending output.
     pub fn close(&self, to: ConnId) {
         self.post(to.worker, Task::Close(to.token));

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cmd::{self, Caller, Outcome, SessionChange};
+use super::cmd::{self, Caller, LeaveQueue, Leaver, Outcome, SessionChange};
 use super::context::Ctx;
 use super::error::ServiceError;
 use super::heartbeat;
@@ -19,6 +19,7 @@ use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::router;
 use super::session::{Leftover, Session, User};
+use crate::bus::Tag;
 use crate::model::offline_message;
 use crate::net::{CloseReason, ConnId, Handler, Outbox, Pending};
 
@@ -92,6 +93,7 @@ impl ChatService {
                 for delivery in early {
                     if delivery.to == user.id {
                         out.send(delivery.payload.as_bytes());
+                        written_out(delivery.tag);
                     } else {
                         router::reroute(&self.ctx, delivery);
                     }
@@ -130,12 +132,7 @@ impl ChatService {
     /// caller marked them leaving): the messages the connection never wrote
     /// out are stored first, ahead of anything sent later.
     fn go_offline_later(&self, me: User, unsent: Vec<Delivery>) {
-        let ctx = Arc::clone(&self.ctx);
-        self.ctx.lanes.spawn(me.id, move || {
-            if let Err(e) = cmd::leave(&ctx, &me, unsent) {
-                eprintln!("user {} could not be taken offline: {e}", me.id);
-            }
-        });
+        LeaveQueue::push(&self.ctx, Leaver { user: me, unsent });
     }
 
     /// Carries out, in order, the requests a closed connection sent that had
@@ -159,7 +156,9 @@ impl ChatService {
     /// Marks exactly this server's users offline and removes the server
     /// from the cluster; for shutdown, after the loops and jobs stopped.
     pub fn mark_all_offline(&self) -> Result<usize, ServiceError> {
-        Ok(heartbeat::release_server(&self.ctx, &self.ctx.db, &self.ctx.server_id)?.len())
+        let users = heartbeat::release_server(&self.ctx, &self.ctx.db, &self.ctx.server_id)?;
+        self.ctx.bus.announce(false, &users);
+        Ok(users.len())
     }
 }
 
@@ -196,6 +195,14 @@ impl Handler for ChatService {
         }
     }
 
+    fn turn_end(&self) {
+        let done = WRITTEN_OUT.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        self.ctx.bus.complete(&done);
+        // One write for what the turn sent to other servers, and the
+        // acknowledgements of what it wrote out.
+        self.ctx.bus.flush();
+    }
+
     fn too_large(&self, _session: &mut Session, out: &mut Outbox<'_>) {
         out.send(protocol::error(Errno::TooLarge).as_bytes());
     }
@@ -206,6 +213,7 @@ impl Handler for ChatService {
                 let to = Some(delivery.to);
                 if session.user.as_ref().map(|u| u.id) == to {
                     out.send(delivery.payload.as_bytes());
+                    written_out(delivery.tag);
                 } else if session.logging_in == to {
                     session.early.push(delivery);
                 } else {
@@ -298,6 +306,19 @@ impl Handler for ChatService {
     }
 }
 
+thread_local! {
+    /// Bus messages this loop put into their users' output during this
+    /// turn; reported to the bus together once the turn's writes are done.
+    static WRITTEN_OUT: std::cell::RefCell<Vec<Tag>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes a bus message as in its user's output (see [`WRITTEN_OUT`]).
+fn written_out(tag: Option<Tag>) {
+    if let Some(tag) = tag {
+        WRITTEN_OUT.with(|w| w.borrow_mut().push(tag));
+    }
+}
+
 /// Sorts the messages still queued for a closed connection: chat to keep,
 /// job results to finish.
 fn split_pending(pending: Option<Pending<'_, Message>>, undelivered: &mut Vec<Delivery>, finished: &mut Vec<Message>) {
@@ -318,11 +339,7 @@ fn undelivered_chats(user: i32, unsent: &[u8]) -> Vec<Delivery> {
             let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
             let id = value.get("msgid")?.as_i64()?;
             let text = std::str::from_utf8(frame).ok()?;
-            (id == msgid::ONE_CHAT || id == msgid::GROUP_CHAT).then(|| Delivery {
-                to: user,
-                payload: text.into(),
-                keep: true,
-            })
+            (id == msgid::ONE_CHAT || id == msgid::GROUP_CHAT).then(|| Delivery::chat(user, text.into()))
         })
         .collect()
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::cmd::LeaveQueue;
 use super::jobs::Jobs;
 use super::lanes::Lanes;
 use super::limits::{Limits, LoginThrottle};
@@ -40,6 +41,8 @@ pub struct Ctx {
     pub jobs: Jobs,
     /// Per-receiver queues for storing and re-routing messages in order.
     pub lanes: Lanes,
+    /// Users of closed connections waiting to be taken offline, in batches.
+    pub leave_queue: LeaveQueue,
     /// Work of connections that closed while a job of theirs was running,
     /// finished when that job's result comes back undeliverable.
     pub leftovers: Mutex<HashMap<ConnId, Leftover>>,
@@ -72,6 +75,7 @@ impl Ctx {
             bus: parts.bus,
             remote: parts.remote,
             jobs: parts.jobs,
+            leave_queue: LeaveQueue::new(parts.lanes.count()),
             lanes: parts.lanes,
             leftovers: Mutex::new(HashMap::new()),
             limits: parts.limits,

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mysql::TxOpts;
 
@@ -69,12 +70,22 @@ fn beat(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
     db.run(|c| server::beat(c, &ctx.server_id))
 }
 
-/// Releases the users of servers whose heartbeat stopped (crashed, killed).
+/// Releases the users of servers whose heartbeat stopped (crashed, killed),
+/// and tells the bus which servers live, so what it sent to a dead one
+/// comes back to be stored.
 fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
     for dead in db.run(|c| server::dead(c, ALIVE))? {
+        // What this server sent there is stored first, so that a user who
+        // logs in again once released finds it in the LOGIN_ACK.
+        if let Err(e) = router::store_given_back(ctx, ctx.bus.server_dead(&dead)) {
+            eprintln!("ChatServer: messages sent to dead server {dead} could not all be stored: {e}");
+        }
         let users = release_server(ctx, db, &dead)?;
         eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
     }
+    let asked_at = Instant::now();
+    let alive = db.run(|c| server::alive(c, ALIVE))?;
+    ctx.bus.servers_alive(&alive, asked_at);
     Ok(())
 }
 
@@ -117,11 +128,8 @@ pub fn release_server(ctx: &Arc<Ctx>, db: &Pool, server_id: &str) -> Result<Vec<
         tx.commit()?;
         Ok((users, followers))
     })?;
-    let presence = followers.into_iter().map(|(id, name, to)| Delivery {
-        to,
-        payload: protocol::presence(id, &name, false).into(),
-        keep: false,
-    });
+    let presence =
+        followers.into_iter().map(|(id, name, to)| Delivery::notice(to, protocol::presence(id, &name, false).into()));
     // Presence is never stored, so routing it cannot fail on storage.
     let _ = router::route(ctx, presence.collect());
     Ok(users)

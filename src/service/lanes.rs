@@ -31,10 +31,20 @@ impl Lanes {
         user.unsigned_abs() as usize % self.lanes.len()
     }
 
+    /// The number of lanes.
+    pub fn count(&self) -> usize {
+        self.lanes.len()
+    }
+
     /// Queues `job` on `user`'s lane.
     pub fn spawn(&self, user: i32, job: impl FnOnce() + Send + 'static) {
-        let lane = self.of(user);
-        self.lanes[lane].spawn(move || {
+        self.spawn_on(self.of(user), job);
+    }
+
+    /// Queues `job` on lane `lane`.
+    pub fn spawn_on(&self, lane: usize, job: impl FnOnce() + Send + 'static) {
+        let Some(jobs) = self.lanes.get(lane) else { return };
+        jobs.spawn(move || {
             CURRENT_LANE.with(|c| c.set(Some(lane)));
             job();
         });

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::{Incoming, Outgoing, Tag};
 use crate::net::ConnId;
 
 use super::cmd::Outcome;
@@ -16,6 +17,42 @@ pub struct Delivery {
     /// Store it offline when the user is not online (chat), or drop it
     /// (presence).
     pub keep: bool,
+    /// Servers it went through before this one; one that came over the bus
+    /// is forwarded at most once more, so nothing circles.
+    pub hops: u8,
+    /// Set when it came over the bus: reported to the bus once it is in
+    /// its user's output, stored or forwarded, so the sender can let go.
+    pub tag: Option<Tag>,
+}
+
+impl Delivery {
+    /// A chat message, stored if its user is offline.
+    pub fn chat(to: i32, payload: Arc<str>) -> Delivery {
+        Delivery { to, payload, keep: true, hops: 0, tag: None }
+    }
+
+    /// A presence notice, dropped if its user is offline.
+    pub fn notice(to: i32, payload: Arc<str>) -> Delivery {
+        Delivery { to, payload, keep: false, hops: 0, tag: None }
+    }
+
+    /// As it leaves for another server.
+    pub fn outgoing(&self) -> Outgoing {
+        Outgoing { to: self.to, frame: Arc::clone(&self.payload), keep: self.keep, hops: self.hops }
+    }
+}
+
+impl From<Incoming> for Delivery {
+    fn from(m: Incoming) -> Delivery {
+        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: Some(m.tag) }
+    }
+}
+
+impl From<Outgoing> for Delivery {
+    /// One the bus gave back: it never reached another server's user.
+    fn from(m: Outgoing) -> Delivery {
+        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: None }
+    }
 }
 
 /// A message for a connection's loop.

@@ -1,49 +1,52 @@
 //! Getting a frame to a user: live if they are online on this server, over
 //! the bus if they are online on another, else into the offline store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use mysql::TxOpts;
 
-use super::context::Ctx;
+use super::context::{ALIVE, Ctx};
 use super::error::ServiceError;
 use super::message::{Delivery, Message};
 use super::registry::Found;
-use crate::model::{offline_message, user};
+use crate::bus::{Incoming, Outgoing, Sink, Tag};
+use crate::model::{offline_message, online, user};
+use crate::net::Wake;
 
 /// Sends each delivery live or stores it; an error means the unsent part
 /// was not stored, or only for some receivers (the caller answers 500).
 pub fn route(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
-    let remote = send_where_online(ctx, deliveries);
-    if remote.is_empty() {
+    let missed = send_where_online(ctx, deliveries);
+    if missed.is_empty() {
         return Ok(());
     }
-    store(ctx, remote)
+    store(ctx, missed)
 }
 
-/// Delivers to users online here or on another server; returns the rest
-/// that must be kept.
+/// Delivers to users online here, hands to the bus those known to be on
+/// another server, and returns the rest that must be kept. A delivery that
+/// came over the bus is not sent on by what this server believes: it goes
+/// to the store, which asks MySQL where its user really is.
 pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
-    let mut elsewhere = Vec::new();
+    let mut elsewhere: Vec<Outgoing> = Vec::new();
     let mut missed = Vec::new();
+    let mut wakes = Vec::new();
     for delivery in deliveries {
-        match send_live(ctx, &delivery) {
-            Found::Live(()) => {}
+        match queue_live(ctx, &delivery) {
+            Found::Live(wake) => wakes.push(wake),
             // Not over the bus: it would come back to this server; stored
             // on the user's lane, behind their going offline.
+            Found::Leaving | Found::Absent if delivery.tag.is_some() => missed.push(delivery),
             Found::Leaving if delivery.keep => missed.push(delivery),
             Found::Leaving => {}
-            Found::Absent => elsewhere.push(delivery),
+            Found::Absent => elsewhere.push(delivery.outgoing()),
         }
     }
-    if elsewhere.is_empty() {
-        return missed;
+    ctx.remote.wake_all(wakes);
+    if !elsewhere.is_empty() {
+        missed.extend(ctx.bus.send(elsewhere).into_iter().filter(|m| m.keep).map(Delivery::from));
     }
-    let frames: Vec<String> = elsewhere.iter().map(bus_frame).collect();
-    let messages: Vec<(i32, &str)> = elsewhere.iter().zip(&frames).map(|(d, f)| (d.to, f.as_str())).collect();
-    let taken = ctx.bus.publish(&messages);
-    missed.extend(elsewhere.into_iter().zip(taken).filter(|(d, taken)| d.keep && !taken).map(|(d, _)| d));
     missed
 }
 
@@ -66,30 +69,80 @@ pub fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceErr
     result
 }
 
+/// Stores what the bus gave back (see [`store`]); presence is dropped.
+pub fn store_given_back(ctx: &Arc<Ctx>, messages: Vec<Outgoing>) -> Result<(), ServiceError> {
+    store(ctx, messages.into_iter().filter(|m| m.keep).map(Delivery::from).collect())
+}
+
 /// Stores on the current lane. The receivers' rows are locked first, and
-/// whether they are online is asked again under the lock: a login takes the
-/// same lock around "go online, read the store", so a message is either in
-/// that read or delivered live after it.
+/// where they are is asked again under the lock: a login takes the same
+/// lock around "go online, read the store", so a message is either in that
+/// read, or delivered live here, or sent to the server that holds the user
+/// (after the transaction: no Redis call under a row lock), once at most
+/// for what came over the bus.
 fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
     let ids: Vec<i32> = deliveries.iter().map(|d| d.to).collect();
-    ctx.db.run(|conn| {
+    let tags: Vec<Tag> = deliveries.iter().filter_map(|d| d.tag.clone()).collect();
+    let stored = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &ids)?;
-        let left = send_where_online(ctx, deliveries);
-        let rows: Vec<(i32, &str)> = left.iter().map(|d| (d.to, &*d.payload)).collect();
+        let mut rows: Vec<(i32, &str)> = Vec::new();
+        let mut absent = Vec::new();
+        let mut wakes = Vec::new();
+        for d in &deliveries {
+            match queue_live(ctx, d) {
+                Found::Live(wake) => wakes.push(wake),
+                Found::Leaving if d.keep => rows.push((d.to, &d.payload)),
+                Found::Leaving => {}
+                Found::Absent => absent.push(d),
+            }
+        }
+        ctx.remote.wake_all(wakes);
+        let absent_ids: Vec<i32> = absent.iter().map(|d| d.to).collect();
+        let holders = online::holders(&mut tx, &absent_ids, &ctx.server_id, ALIVE)?;
+        let mut forwards: HashMap<String, Vec<Outgoing>> = HashMap::new();
+        for d in absent {
+            match holders.get(&d.to) {
+                Some(server) if *server != ctx.server_id && d.hops == 0 => {
+                    let mut out = d.outgoing();
+                    out.hops = if d.tag.is_some() { 1 } else { 0 };
+                    forwards.entry(server.clone()).or_default().push(out);
+                }
+                _ if d.keep => rows.push((d.to, &d.payload)),
+                _ => {}
+            }
+        }
         offline_message::insert_many(&mut tx, &rows)?;
         tx.commit()?;
-        Ok(())
+        Ok(forwards)
+    });
+    // Done either way: what came over the bus and could not be stored would
+    // only be sent again and dropped here as a duplicate.
+    let forwards = stored.inspect_err(|_| {
+        ctx.bus.complete(&tags);
+        ctx.bus.flush();
     })?;
+    for (server, messages) in forwards {
+        // Its user is held by a live server: the bus keeps it until that
+        // server takes it, or gives it back if the server dies.
+        let _ = ctx.bus.send_to(&server, messages);
+    }
+    ctx.bus.complete(&tags);
+    ctx.bus.flush();
     Ok(())
 }
 
+/// Queues a delivery for the receiver's connection if they are online
+/// here; the loop must then be woken with the result. Queued under the
+/// registry's lock, so a close of that connection, which marks the user
+/// leaving and then takes what is queued for it, misses nothing.
+fn queue_live(ctx: &Ctx, delivery: &Delivery) -> Found<Wake> {
+    ctx.registry.with_conn(delivery.to, |conn| ctx.remote.queue(conn, Message::Deliver(delivery.clone())))
+}
+
 /// Hands a delivery to the receiver's connection if they are online here.
-/// Queued under the registry's lock, so a close of that connection, which
-/// marks the user leaving and then takes what is queued for it, misses
-/// nothing; the loop is woken after the lock is released.
 pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> Found<()> {
-    match ctx.registry.with_conn(delivery.to, |conn| ctx.remote.queue(conn, Message::Deliver(delivery.clone()))) {
+    match queue_live(ctx, delivery) {
         Found::Live(wake) => {
             ctx.remote.wake(wake);
             Found::Live(())
@@ -103,55 +156,74 @@ pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> Found<()> {
 /// route it again on the receiver's lane, behind the logout of the closed
 /// connection, so the user's messages are stored in the order sent.
 pub fn reroute(ctx: &Arc<Ctx>, delivery: Delivery) {
-    if !delivery.keep {
+    if !delivery.keep && delivery.tag.is_none() {
         return;
     }
     let job_ctx = Arc::clone(ctx);
     ctx.lanes.spawn(delivery.to, move || {
         if let Err(e) = route(&job_ctx, vec![delivery]) {
-            eprintln!("a message for an offline user could not be stored: {e}");
+            eprintln!("ChatServer: a message for an offline user could not be stored: {e}");
         }
     });
 }
 
-/// A delivery as it travels over the bus: one byte saying whether it must
-/// be kept if its receiver is gone, then the frame.
-fn bus_frame(delivery: &Delivery) -> String {
-    let flag = if delivery.keep { 'k' } else { 'p' };
-    format!("{flag}{}", delivery.payload)
+/// The service as the bus sees it.
+pub struct BusSink {
+    /// Set once the context exists (it holds the bus, which holds this).
+    pub ctx: std::sync::OnceLock<std::sync::Weak<Ctx>>,
 }
 
-/// A delivery that came over the bus for `to`; None if it is not ours.
-pub fn from_bus(to: i32, frame: &str) -> Option<Delivery> {
-    let keep = match frame.as_bytes().first()? {
-        b'k' => true,
-        b'p' => false,
-        _ => return None,
-    };
-    Some(Delivery { to, payload: frame[1..].into(), keep })
-}
-
-/// Delivers a message another server published for a user of this one.
-pub fn receive(ctx: &Arc<Ctx>, to: i32, frame: &str) {
-    if let Some(delivery) = from_bus(to, frame)
-        && !matches!(send_live(ctx, &delivery), Found::Live(()))
-    {
-        reroute(ctx, delivery);
+impl BusSink {
+    fn ctx(&self) -> Option<Arc<Ctx>> {
+        self.ctx.get().and_then(std::sync::Weak::upgrade)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Sink for BusSink {
+    /// Queues what came for users online here, waking each loop once for
+    /// the batch; the rest goes to its user's lane to be stored, or
+    /// forwarded once to where the user really is.
+    fn deliver(&self, batch: Vec<Incoming>) {
+        let Some(ctx) = self.ctx() else { return };
+        let mut wakes = Vec::new();
+        for incoming in batch {
+            let delivery = Delivery::from(incoming);
+            match queue_live(&ctx, &delivery) {
+                Found::Live(wake) => wakes.push(wake),
+                Found::Leaving | Found::Absent => reroute(&ctx, delivery),
+            }
+        }
+        ctx.remote.wake_all(wakes);
+    }
 
-    #[test]
-    fn bus_frames_carry_the_keep_flag() {
-        let d = Delivery { to: 3, payload: "{\"msgid\":6}".into(), keep: true };
-        let back = from_bus(3, &bus_frame(&d)).unwrap();
-        assert_eq!((back.to, &*back.payload, back.keep), (3, "{\"msgid\":6}", true));
-        let p = Delivery { keep: false, ..d };
-        assert!(!from_bus(3, &bus_frame(&p)).unwrap().keep);
-        assert!(from_bus(3, "x{}").is_none());
-        assert!(from_bus(3, "").is_none());
+    /// Straight to the store path, which asks MySQL where each user is: one
+    /// job and one transaction per lane.
+    fn reroute(&self, messages: Vec<Outgoing>) {
+        let Some(ctx) = self.ctx() else { return };
+        let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
+        for message in messages.into_iter().filter(|m| m.keep) {
+            by_lane.entry(ctx.lanes.of(message.to)).or_default().push(Delivery::from(message));
+        }
+        for (lane, batch) in by_lane {
+            let job_ctx = Arc::clone(&ctx);
+            ctx.lanes.spawn_on(lane, move || {
+                let count = batch.len();
+                if let Err(e) = store_on_lane(&job_ctx, batch) {
+                    eprintln!("ChatServer: {count} messages given back by the bus could not be stored: {e}");
+                }
+            });
+        }
+    }
+
+    fn resync(&self) {
+        let Some(ctx) = self.ctx() else { return };
+        let job_ctx = Arc::clone(&ctx);
+        ctx.jobs.spawn(move || {
+            job_ctx.bus.announce(true, &job_ctx.registry.users());
+            match job_ctx.db.run(|c| online::everyone(c, ALIVE)) {
+                Ok(entries) => job_ctx.bus.set_locations(entries),
+                Err(e) => eprintln!("ChatServer: cannot read who is online where ({e}); learning it from the bus"),
+            }
+        });
     }
 }

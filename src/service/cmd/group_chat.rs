@@ -23,11 +23,8 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, groupid: i32, msg: &str) -> Result<Outco
         return Ok(Outcome::reply(protocol::error(errno)));
     }
     let payload: Arc<str> = protocol::group_chat(me.id, &me.name, groupid, msg, &clock::now_stamp()).into();
-    let deliveries = members
-        .into_iter()
-        .filter(|&id| id != me.id)
-        .map(|to| Delivery { to, payload: Arc::clone(&payload), keep: true })
-        .collect();
+    let deliveries =
+        members.into_iter().filter(|&id| id != me.id).map(|to| Delivery::chat(to, Arc::clone(&payload))).collect();
     router::route(ctx, deliveries)?;
     Ok(Outcome::nothing())
 }

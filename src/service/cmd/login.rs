@@ -48,7 +48,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, password: &str) -> Result
     };
     let ack = login_ack(&me, &friends, &groups, &offline);
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
-    let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
+    let presence = followers.into_iter().map(|to| Delivery::notice(to, Arc::clone(&payload)));
     router::route(ctx, presence.collect())?;
 
     let offline_upto = offline.last().map(|m| m.id);
@@ -67,16 +67,23 @@ struct Loaded {
 /// Claims the user for this server and reads what the LOGIN_ACK carries;
 /// None when they are logged in on a live server already.
 ///
-/// Under the user's row lock, in order: claim, become reachable (registry
-/// here, bus channel elsewhere), then read the stored messages. A sender
-/// storing a message takes the same lock and asks again whether the user is
-/// reachable, so each message is either in this read or delivered live;
-/// live ones wait in the session until the LOGIN_ACK is out.
+/// Under the user's row lock, in order: claim the `online` row, become
+/// reachable here (registry), then read the stored messages. A sender
+/// storing a message takes the same lock and asks again where the user is
+/// (this registry, or the `online` row from elsewhere), so each message is
+/// either in this read or delivered live; live ones wait in the session
+/// until the LOGIN_ACK is out. The other servers learn of the login from
+/// the bus after the commit: no Redis call under the lock.
 fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
     if ctx.registry.contains(id) {
         // Logged in here already; answered without MySQL, whose view may lag
         // after an outage until the heartbeat repairs it.
         return Ok(None);
+    }
+    if let Some(dead) = ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? {
+        // Taking over from a dead server: what this server sent there is
+        // stored first, so this login's LOGIN_ACK carries it.
+        router::store_given_back(ctx, ctx.bus.server_dead(&dead))?;
     }
     let mut reachable = false;
     let result = ctx.db.run(|conn| {
@@ -87,9 +94,6 @@ fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>,
         }
         ctx.registry.insert(id, caller.conn);
         reachable = true;
-        // With Redis down the user is reachable here only; senders on other
-        // servers store for them, which the login then reads or the next does.
-        ctx.bus.subscribe(id);
         let loaded = Loaded {
             friends: friend::list(&mut tx, id)?,
             groups: group::list_for_user(&mut tx, id)?,
@@ -99,9 +103,12 @@ fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>,
         tx.commit()?;
         Ok(Some(loaded))
     });
-    if result.is_err() && reachable {
-        ctx.registry.remove(id, caller.conn);
-        ctx.bus.unsubscribe(id);
+    match &result {
+        Ok(Some(_)) => ctx.bus.announce(true, &[id]),
+        Err(_) if reachable => {
+            ctx.registry.remove(id, caller.conn);
+        }
+        _ => {}
     }
     Ok(result?)
 }

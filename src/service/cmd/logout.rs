@@ -14,40 +14,93 @@ use crate::service::protocol;
 use crate::service::router;
 use crate::service::session::User;
 
+/// A user to take offline, with the messages their connection never wrote
+/// out (stored ahead of anything sent to them later).
+pub struct Leaver {
+    pub user: User,
+    pub unsent: Vec<Delivery>,
+}
+
 /// LOGOUT: always logs the connection out; a storage failure on the way is
 /// repaired by the heartbeat (it releases rows of users no longer here).
 pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, ServiceError> {
     if ctx.registry.mark_leaving(me.id, conn, || {})
-        && let Err(e) = leave(ctx, me, Vec::new())
+        && let Err(e) = leave(ctx, vec![Leaver { user: me.clone(), unsent: Vec::new() }])
     {
-        eprintln!("user {} logged out, but not yet marked offline: {e}", me.id);
+        eprintln!("ChatServer: user {} logged out, but not yet marked offline: {e}", me.id);
     }
     Ok(Outcome { replies: Vec::new(), change: Some(SessionChange::LoggedOut) })
 }
 
-/// Takes `me` offline after the caller marked them leaving in the registry
-/// (the one that marked them does this, once): leaves their bus channel,
-/// stores `unsent` (messages the connection never wrote out) ahead of
-/// anything sent to `me` later, releases their `online` row, and tells the
-/// users who have `me` as a friend.
-pub fn leave(ctx: &Arc<Ctx>, me: &User, unsent: Vec<Delivery>) -> Result<(), ServiceError> {
-    ctx.bus.unsubscribe(me.id);
-    // Many users leaving at once (a mass disconnect) can deadlock in InnoDB;
-    // the transaction is safe to run again.
-    let followers = ctx.db.run_retrying(|c| {
+/// Takes `leavers` offline together, after the caller marked each leaving
+/// in the registry (the one that marked them does this, once): one
+/// transaction stores what their connections never wrote out and releases
+/// their `online` rows; one bus message tells the other servers; then the
+/// users who have them as friends are told.
+pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
+    let ids: Vec<i32> = leavers.iter().map(|l| l.user.id).collect();
+    // Many users leaving at once can deadlock in InnoDB against logins; the
+    // transaction is safe to run again.
+    let result = ctx.db.run_retrying(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
-        user::lock(&mut tx, &[me.id])?;
-        let rows: Vec<(i32, &str)> = unsent.iter().map(|d| (me.id, &*d.payload)).collect();
+        user::lock(&mut tx, &ids)?;
+        let rows: Vec<(i32, &str)> =
+            leavers.iter().flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload))).collect();
         offline_message::insert_many(&mut tx, &rows)?;
-        online::release(&mut tx, me.id, &ctx.server_id)?;
-        let followers = friend::added_by(&mut tx, me.id)?;
+        online::release_many(&mut tx, &ids, &ctx.server_id)?;
+        let followers = friend::followers_of_many(&mut tx, &ids)?;
         tx.commit()?;
         Ok(followers)
     });
-    // Gone from here even if MySQL failed: the heartbeat releases the row.
-    ctx.registry.remove_leaving(me.id);
-    let followers = followers?;
-    let payload: Arc<str> = protocol::presence(me.id, &me.name, false).into();
-    let presence = followers.into_iter().map(|to| Delivery { to, payload: Arc::clone(&payload), keep: false });
+    // Gone from here even if MySQL failed: the heartbeat releases the rows.
+    for id in &ids {
+        ctx.registry.remove_leaving(*id);
+    }
+    let tags: Vec<_> = leavers.iter().flat_map(|l| l.unsent.iter().filter_map(|d| d.tag.clone())).collect();
+    ctx.bus.complete(&tags);
+    ctx.bus.announce(false, &ids);
+    let presence =
+        result?.into_iter().map(|(id, name, to)| Delivery::notice(to, protocol::presence(id, &name, false).into()));
     router::route(ctx, presence.collect())
+}
+
+/// Users whose connections closed, waiting on their lane to be taken
+/// offline: a close queues its user here, and the first of a run queues the
+/// one lane job that takes the whole run, so a mass disconnect costs a few
+/// transactions instead of one per user.
+pub struct LeaveQueue {
+    /// One list per lane.
+    lanes: Vec<parking_lot::Mutex<Vec<Leaver>>>,
+}
+
+impl LeaveQueue {
+    pub fn new(lanes: usize) -> LeaveQueue {
+        LeaveQueue { lanes: (0..lanes.max(1)).map(|_| parking_lot::Mutex::new(Vec::new())).collect() }
+    }
+
+    /// Queues `leaver` on their lane, ahead of anything queued there after
+    /// this call.
+    pub fn push(ctx: &Arc<Ctx>, leaver: Leaver) {
+        let lane = ctx.lanes.of(leaver.user.id);
+        let Some(list) = ctx.leave_queue.lanes.get(lane % ctx.leave_queue.lanes.len()) else { return };
+        let first = {
+            let mut list = list.lock();
+            list.push(leaver);
+            list.len() == 1
+        };
+        if !first {
+            return;
+        }
+        let job_ctx = Arc::clone(ctx);
+        ctx.lanes.spawn_on(lane, move || {
+            let batch = match job_ctx.leave_queue.lanes.get(lane % job_ctx.leave_queue.lanes.len()) {
+                Some(list) => std::mem::take(&mut *list.lock()),
+                None => Vec::new(),
+            };
+            let count = batch.len();
+            if let Err(e) = leave(&job_ctx, batch) {
+                eprintln!("ChatServer: {count} users could not be taken offline yet: {e}");
+            }
+        });
+    }
 }

@@ -13,7 +13,7 @@ mod logout;
 mod one_chat;
 mod register;
 
-pub use logout::leave;
+pub use logout::{LeaveQueue, Leaver};
 pub use one_chat::try_live as one_chat_live;
 
 use super::context::Ctx;

@@ -15,14 +15,19 @@ use crate::service::session::User;
 
 fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
     let payload = protocol::one_chat(me.id, &me.name, toid, msg, &clock::now_stamp());
-    Delivery { to: toid, payload: payload.into(), keep: true }
+    Delivery::chat(toid, payload.into())
 }
 
-/// The fast path, run on the event loop: when the receiver is online here
+/// The fast path, run on the event loop: when the receiver is online here,
+/// or known to be on another server (queued for the bus, which writes it
+/// at the end of the loop's turn, never waiting for Redis),
 /// nothing needs storage. False when the job path must take over.
 pub fn try_live(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> bool {
     // Checked first so that a miss costs no serialisation.
-    ctx.registry.get(toid).is_some() && matches!(router::send_live(ctx, &delivery(me, toid, msg)), Found::Live(()))
+    if ctx.registry.get(toid).is_some() {
+        return matches!(router::send_live(ctx, &delivery(me, toid, msg)), Found::Live(()));
+    }
+    ctx.bus.knows(toid) && ctx.bus.queue(vec![delivery(me, toid, msg).outgoing()]).is_empty()
 }
 
 /// Live here, over the bus, or stored. MySQL is asked only when no server
