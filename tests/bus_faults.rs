@@ -21,10 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cluster_support::{RedisProc, server_id_prefix};
+use cluster_support::{RedisProc, server_id_prefix, wait_live_both_ways};
 use common::{
-    Client, TestDb, assert_offline_chats, assert_one_chat, login_when_released, logout_and_wait, offline_msgs,
-    poll_until_deadline, user_on,
+    Client, TestDb, assert_offline_chats, assert_one_chat, login_when_released, logout_and_wait, offline_msgs, user_on,
 };
 use faults::{
     Accounting, chats_from, collect_until_quiet, in_parallel, login_many, pace, ping_collect, redis_info_number,
@@ -261,23 +260,7 @@ fn redis_restarted_mid_stream_loses_and_duplicates_nothing() {
     );
 
     // Routing resumed, both ways.
-    let back_deadline = Instant::now() + RECOVERY_WITHIN;
-    let mut k = 0;
-    poll_until_deadline("A (server 1) -> B (server 2) to be delivered live again", back_deadline, || {
-        k += 1;
-        a.send_chat(idb, &format!("probe {k}"));
-        let v = b.try_recv(Duration::from_secs(1))?;
-        assert_one_chat(&v, ida, &namea, idb, v["msg"].as_str().filter(|m| m.starts_with("probe ")).unwrap_or("probe"));
-        Some(())
-    });
-    let mut k = 0;
-    poll_until_deadline("B (server 2) -> A (server 1) to be delivered live again", back_deadline, || {
-        k += 1;
-        b.send_chat(ida, &format!("reply {k}"));
-        let v = a.try_recv(Duration::from_secs(1))?;
-        assert_one_chat(&v, idb, &nameb, ida, v["msg"].as_str().filter(|m| m.starts_with("reply ")).unwrap_or("reply"));
-        Some(())
-    });
+    wait_live_both_ways((&mut a, ida, &namea), (&mut b, idb, &nameb), Instant::now() + RECOVERY_WITHIN);
     drop(redis);
 }
 

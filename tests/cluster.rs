@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use cluster_support::{
     Nginx, RedisProc, assert_online_on, join_group, online_server_of, server_id_prefix, two_servers,
+    wait_live_both_ways,
 };
 use common::{
     Client, Server, TestDb, assert_group_chat, assert_offline_chats, assert_one_chat, assert_presence,
@@ -434,25 +435,7 @@ fn redis_outage_loses_and_duplicates_nothing_and_routing_resumes() {
 
     // Redis is back on the same port: routing resumes by itself, both ways.
     let _redis = RedisProc::start(port);
-    let back_deadline = Instant::now() + RECOVERY_WITHIN;
-    let mut k = 0;
-    poll_until_deadline("A (server 1) -> B (server 2) to be delivered live again", back_deadline, || {
-        k += 1;
-        a.send_chat(idb, &format!("probe {k}"));
-        let v = b.try_recv(Duration::from_secs(1))?;
-        assert!(v["msgid"] == 6 && v["msg"].as_str().is_some_and(|m| m.starts_with("probe ")), "B got {v}");
-        assert_one_chat(&v, ida, &namea, idb, v["msg"].as_str().unwrap_or_default());
-        Some(())
-    });
-    let mut k = 0;
-    poll_until_deadline("B (server 2) -> A (server 1) to be delivered live again", back_deadline, || {
-        k += 1;
-        b.send_chat(ida, &format!("reply {k}"));
-        let v = a.try_recv(Duration::from_secs(1))?;
-        assert!(v["msgid"] == 6 && v["msg"].as_str().is_some_and(|m| m.starts_with("reply ")), "A got {v}");
-        assert_one_chat(&v, idb, &nameb, ida, v["msg"].as_str().unwrap_or_default());
-        Some(())
-    });
+    wait_live_both_ways((&mut a, ida, &namea), (&mut b, idb, &nameb), Instant::now() + RECOVERY_WITHIN);
 
     // Each server said once that Redis was gone.
     for (name, s) in [("server 1", &s1), ("server 2", &s2)] {

@@ -21,6 +21,8 @@ options:
   --relay-threads N      worker loops of a spawned relay (default 2; match the server's --threads)
   --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port)
   --relay-pid P          pid of a relay given by address (default: found by port)
+  --redis-pid P          with --addr2: pid of the Redis between the servers, for redis_cpu_us_per_msg
+                         (default: found by port 6379; without it the row is left out, with a note)
   --secs S (5)  --warmup S (1)
   --rounds R             runs per target, relay and server alternating (default 1); figures are
                          medians over rounds, server/relay the median of each round's ratio
@@ -73,6 +75,7 @@ pub struct Options {
     pub relay_threads: usize,
     pub server_pids: Vec<u32>,
     pub relay_pid: Option<u32>,
+    pub redis_pid: Option<u32>,
     pub secs: f64,
     pub warmup: f64,
     pub rounds: usize,
@@ -133,6 +136,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         relay_threads: 2,
         server_pids: Vec::new(),
         relay_pid: None,
+        redis_pid: None,
         secs: 5.0,
         warmup: 1.0,
         rounds: 1,
@@ -164,6 +168,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--relay-threads" => o.relay_threads = number(flag, iter.next())?,
             "--server-pid" => o.server_pids.push(number(flag, iter.next())?),
             "--relay-pid" => o.relay_pid = Some(number(flag, iter.next())?),
+            "--redis-pid" => o.redis_pid = Some(number(flag, iter.next())?),
             "--secs" => o.secs = number(flag, iter.next())?,
             "--warmup" => o.warmup = number(flag, iter.next())?,
             "--rounds" => o.rounds = number(flag, iter.next())?,
@@ -193,6 +198,15 @@ fn check(o: &Options) -> Result<(), String> {
     }
     if o.addr2.is_some() && o.addr.is_none() {
         return Err("--addr2 needs --addr".into());
+    }
+    // Messages cross Redis only between two servers: with one, its CPU
+    // would measure nothing of the run.
+    if o.redis_pid.is_some() && o.addr2.is_none() {
+        return Err("--redis-pid needs --addr2".into());
+    }
+    // procfs reads pid 0 as the bench itself.
+    if o.redis_pid == Some(0) {
+        return Err("--redis-pid must be a process id above 0".into());
     }
     if !(o.secs > 0.0 && o.secs <= 86_400.0 && (0.0..=3600.0).contains(&o.warmup)) {
         return Err("--secs must be above 0 and --warmup 0 or more (seconds)".into());
@@ -262,7 +276,10 @@ mod tests {
         let Ok(Command::Bench(o)) = parse_str("flood --addr 127.0.0.1:6000 --secs 2 --json") else { panic!() };
         assert_eq!((o.mode, o.pairs, o.inflight, o.secs, o.json), (Mode::Flood, 10, 16, 2.0, true));
         let Ok(Command::Bench(o)) = parse_str("pingpong --relay none --addr 127.0.0.1:1") else { panic!() };
-        assert_eq!((o.pairs, o.relay), (100, RelayChoice::None));
+        assert_eq!((o.pairs, o.relay, o.redis_pid), (100, RelayChoice::None, None));
+        let line = "fanout --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --redis-pid 42";
+        let Ok(Command::Bench(o)) = parse_str(line) else { panic!() };
+        assert_eq!((o.addr2.map(|a| a.port()), o.redis_pid), (Some(2), Some(42)));
         let Ok(Command::Relay { addr, threads, .. }) = parse_str("relay-server 7000 --threads 3") else { panic!() };
         assert_eq!((addr.port(), threads), (7000, 3));
     }
@@ -275,5 +292,8 @@ mod tests {
         assert!(err("pingpong --bogus").contains("unknown option"));
         assert!(err("pingpong --relay none").contains("nothing to measure"));
         assert!(err("login --users 2 --conc 4").contains("--users"));
+        assert!(err("pingpong --addr 127.0.0.1:1 --redis-pid 42").contains("needs --addr2"));
+        assert!(err("pingpong --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --redis-pid 0").contains("--redis-pid"));
+        assert!(err("pingpong --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --redis-pid x").contains("not a valid number"));
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
-use crate::net::{CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle};
+use crate::net::{AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle};
 
 /// Shards of the id -> connection map, as in the service's registry.
 const SHARDS: usize = 64;
@@ -169,12 +169,13 @@ impl Handler for Relay {
 
     fn closed(
         &self,
-        mut session: RelaySession,
+        session: &mut RelaySession,
         _reason: CloseReason,
         _unsent: &[u8],
         _pending: Pending<'_, Arc<[u8]>>,
-    ) {
-        self.logout(&mut session);
+    ) -> AfterClose {
+        self.logout(session);
+        AfterClose::Release
     }
 }
 

@@ -2,11 +2,16 @@
 //! process, or given by address) and the ChatServer under test.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::procfs;
+
+/// Where the ChatServers' Redis listens unless told otherwise (the default
+/// of `CHAT_REDIS_URL`): where its pid is looked for when `--redis-pid` is
+/// not given.
+pub const REDIS_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6379));
 
 /// Which server a target is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +30,9 @@ pub struct Target {
     pub addr2: Option<SocketAddr>,
     /// Processes whose CPU and memory are measured (one per server).
     pub pids: Vec<u32>,
+    /// The Redis two ChatServers reach each other through (only with
+    /// `addr2`), if known; its CPU is reported apart from the servers'.
+    pub redis_pid: Option<u32>,
     /// A relay this run started; stopped when the target is dropped.
     _child: Option<RelayChild>,
 }
@@ -46,20 +54,24 @@ impl Target {
     }
 
     /// The ChatServer at `addr` (and `addr2`); pids from the flags or, if
-    /// not given, from the processes listening on those ports.
-    pub fn chat(addr: SocketAddr, addr2: Option<SocketAddr>, pids: &[u32]) -> Target {
+    /// not given, from the processes listening on those ports. With
+    /// `addr2`, the same for the Redis between them, at [`REDIS_ADDR`].
+    pub fn chat(addr: SocketAddr, addr2: Option<SocketAddr>, pids: &[u32], redis_pid: Option<u32>) -> Target {
         let pids = if pids.is_empty() {
-            [Some(addr), addr2].into_iter().flatten().filter_map(|a| procfs::listener_pid(a.port())).collect()
+            [Some(addr), addr2].into_iter().flatten().filter_map(listener_pid).collect()
         } else {
             pids.to_vec()
         };
-        Target { kind: Kind::Chat, addr, addr2, pids, _child: None }
+        // With one server both ends of every message are local: Redis is not
+        // on the messages' path, so its CPU would say nothing about them.
+        let redis_pid = addr2.and_then(|_| redis_pid.or_else(|| listener_pid(REDIS_ADDR)));
+        Target { kind: Kind::Chat, addr, addr2, pids, redis_pid, _child: None }
     }
 
     /// A relay already running at `addr`.
     pub fn relay_at(addr: SocketAddr, pid: Option<u32>) -> Target {
-        let pid = pid.or_else(|| procfs::listener_pid(addr.port()));
-        Target { kind: Kind::Relay, addr, addr2: None, pids: pid.into_iter().collect(), _child: None }
+        let pid = pid.or_else(|| listener_pid(addr));
+        Target { kind: Kind::Relay, addr, addr2: None, pids: pid.into_iter().collect(), redis_pid: None, _child: None }
     }
 
     /// Starts `ChatBench relay-server 127.0.0.1:0 --threads N` as a child
@@ -86,7 +98,7 @@ impl Target {
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("the relay did not start (it printed {:?}, {read} bytes)", line.trim()))?;
         guard._stdout = Some(reader);
-        Ok(Target { kind: Kind::Relay, addr, addr2: None, pids: vec![pid], _child: Some(guard) })
+        Ok(Target { kind: Kind::Relay, addr, addr2: None, pids: vec![pid], redis_pid: None, _child: Some(guard) })
     }
 
     /// CPU time of the target's processes, microseconds (0 if unknown).
@@ -122,6 +134,12 @@ impl Target {
             before = now;
         }
     }
+}
+
+/// The pid behind `addr`, the default of every pid flag: the process
+/// listening on its port (on any address), if this user may see it.
+fn listener_pid(addr: SocketAddr) -> Option<u32> {
+    procfs::listener_pid(addr.port())
 }
 
 /// A relay process started by this run. Dropping it stops it: SIGTERM,

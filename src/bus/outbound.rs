@@ -25,6 +25,10 @@ const MAX_RTO: Duration = Duration::from_secs(2);
 /// With Redis gone this long, what waits is given back to be stored: a
 /// Redis restart rides through; an outage does not hold messages hostage.
 pub const DOWN_GIVE_BACK: Duration = Duration::from_secs(3);
+/// A destination that acknowledges nothing for this long, with Redis up
+/// here (it cannot hear Redis, or it hangs), has its messages given back:
+/// far longer than any pause a failover makes.
+const SILENT_GIVE_BACK: Duration = Duration::from_secs(15);
 
 /// A message for a user on another server.
 #[derive(Clone, Debug)]
@@ -45,7 +49,7 @@ struct Stream {
     /// Everything up to this number is acknowledged (or given up).
     acked: u64,
     /// Sent, not acknowledged, oldest first.
-    unacked: VecDeque<(u64, Outgoing)>,
+    unacked: VecDeque<InFlight>,
     /// When the oldest unacknowledged message was last sent.
     sent_at: Instant,
     /// Current resend timeout.
@@ -61,8 +65,16 @@ impl Stream {
 
     /// The oldest number still held (the receiver skips anything below).
     fn floor(&self) -> u64 {
-        self.unacked.front().map_or(self.next_seq, |(seq, _)| *seq)
+        self.unacked.front().map_or(self.next_seq, |m| m.seq)
     }
+}
+
+/// A message sent and not yet acknowledged.
+struct InFlight {
+    seq: u64,
+    msg: Outgoing,
+    /// When it was first sent.
+    since: Instant,
 }
 
 /// Where a user's messages last went, while that is unresolved.
@@ -137,7 +149,7 @@ impl Outbound {
         let floor = stream.floor().min(seq);
         encode(&mut self.wire, &stream.channel, &self.me, seq, floor, &msg);
         let to = msg.to;
-        stream.unacked.push_back((seq, msg));
+        stream.unacked.push_back(InFlight { seq, msg, since: now });
         self.routes.insert(to, Route { dest: Arc::clone(dest), last_seq: seq, held: VecDeque::new() });
         Ok(())
     }
@@ -155,7 +167,7 @@ impl Outbound {
     ) -> Vec<Outgoing> {
         let Some(stream) = self.streams.get_mut(from) else { return Vec::new() };
         let before = stream.unacked.len();
-        stream.unacked.retain(|(seq, _)| *seq > upto && !also.contains(seq));
+        stream.unacked.retain(|m| m.seq > upto && !also.contains(&m.seq));
         let moved = upto > stream.acked;
         if moved {
             stream.acked = upto.min(stream.next_seq - 1);
@@ -219,13 +231,17 @@ impl Outbound {
             }
             return back;
         }
-        for stream in self.streams.values_mut() {
-            if !stream.unacked.is_empty() && now.duration_since(stream.sent_at) >= stream.rto {
+        let mut silent = Vec::new();
+        for (dest, stream) in &mut self.streams {
+            let Some(oldest) = stream.unacked.front().map(|m| m.since) else { continue };
+            if now.duration_since(oldest) >= SILENT_GIVE_BACK {
+                silent.push(Arc::clone(dest));
+            } else if now.duration_since(stream.sent_at) >= stream.rto {
                 resend(&mut self.wire, &self.me, stream, now);
                 stream.rto = (stream.rto * 2).min(MAX_RTO);
             }
         }
-        Vec::new()
+        silent.iter().flat_map(|dest| self.dead(dest)).collect()
     }
 
     /// `dest` is dead: everything for it comes back, oldest first, followed
@@ -246,7 +262,7 @@ impl Outbound {
     fn give_up(&mut self, dest: &str) -> Vec<Outgoing> {
         let Some(stream) = self.streams.get_mut(dest) else { return Vec::new() };
         stream.acked = stream.next_seq - 1;
-        stream.unacked.drain(..).map(|(_, msg)| msg).collect()
+        stream.unacked.drain(..).map(|m| m.msg).collect()
     }
 
     /// Appends a command of the caller's (an acknowledgement, a presence
@@ -282,8 +298,8 @@ fn encode(wire: &mut Vec<u8>, channel: &str, me: &str, seq: u64, floor: u64, msg
 
 fn resend(wire: &mut Vec<u8>, me: &str, stream: &mut Stream, now: Instant) {
     let floor = stream.floor();
-    for (seq, msg) in &stream.unacked {
-        encode(wire, &stream.channel, me, *seq, floor, msg);
+    for m in &stream.unacked {
+        encode(wire, &stream.channel, me, m.seq, floor, &m.msg);
     }
     stream.sent_at = now;
 }
@@ -354,6 +370,19 @@ mod tests {
         out.take_wire();
         out.send(Some(&x), msg(1, "d"), now).unwrap();
         assert!(String::from_utf8(out.take_wire()).unwrap().contains("D me 4 4 1 k0\nd"));
+    }
+
+    #[test]
+    fn a_destination_silent_too_long_gives_its_messages_back() {
+        let now = Instant::now();
+        let mut out = Outbound::new("me".into(), "ns".into());
+        up(&mut out, now);
+        let x: Arc<str> = "x".into();
+        out.send(Some(&x), msg(1, "a"), now).unwrap();
+        assert!(out.tick(now + SILENT_GIVE_BACK / 2).is_empty(), "given back while it may still arrive");
+        let back: Vec<String> = out.tick(now + SILENT_GIVE_BACK).iter().map(|m| m.frame.to_string()).collect();
+        assert_eq!(back, ["a"]);
+        assert_eq!(out.in_flight(), 0);
     }
 
     #[test]

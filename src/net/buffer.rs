@@ -62,6 +62,14 @@ impl OutBuffer {
         }
     }
 
+    /// Forgets everything, keeping the memory (for output that goes nowhere).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.marks.clear();
+        self.exempt_end = self.written;
+    }
+
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.buf.len() - self.start

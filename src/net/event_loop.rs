@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::buffer::OutBuffer;
 use super::config::NetConfig;
 use super::frame::FrameDecoder;
-use super::handler::{CloseReason, ConnId, Handler, Outbox, Pending};
+use super::handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
 use super::remote::{Remote, Task};
 use super::sys::{self, Epoll};
 
@@ -46,8 +46,11 @@ struct Connection<S> {
 struct Slot<S> {
     /// Bumped each time the slot is freed, so stale tokens miss.
     generation: u32,
-    /// The connection, while the slot is in use.
+    /// The connection, while it is open.
     conn: Option<Connection<S>>,
+    /// The session of a closed connection the handler still drains
+    /// ([`AfterClose::Drain`]): messages for it keep reaching it.
+    draining: Option<S>,
 }
 
 /// A worker loop.
@@ -75,6 +78,8 @@ pub(super) struct EventLoop<H: Handler> {
     /// Read buffer shared by all connections of the loop; a frame's tail is
     /// copied out, so idle connections hold no read buffer of their own.
     scratch: Vec<u8>,
+    /// Where output of draining sessions goes: nowhere, emptied each time.
+    void: OutBuffer,
     /// The time at the start of this turn.
     now: Instant,
 }
@@ -121,6 +126,7 @@ impl<H: Handler> EventLoop<H> {
             dirty: Vec::new(),
             unread: Vec::new(),
             scratch: vec![0; 64 * 1024],
+            void: OutBuffer::default(),
             now: Instant::now(),
         })
     }
@@ -192,7 +198,7 @@ impl<H: Handler> EventLoop<H> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, conn: None });
+                self.slots.push(Slot { generation: 0, conn: None, draining: None });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -237,7 +243,8 @@ impl<H: Handler> EventLoop<H> {
                     Ok(n) => {
                         conn.last_active = now;
                         let Connection { decoder, out, session, closing, paused, .. } = conn;
-                        let mut outbox = Outbox { out, close: closing, paused };
+                        let mut no_release = false;
+                        let mut outbox = Outbox { out, close: closing, paused, release: &mut no_release };
                         let fed = decoder.feed(&scratch[..n], |frame| {
                             handler.frame(session, frame, &mut outbox);
                             outbox.close.is_none()
@@ -279,7 +286,13 @@ impl<H: Handler> EventLoop<H> {
         match find(&mut self.slots, token) {
             Some(conn) => {
                 let was_paused = conn.paused;
-                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing, paused: &mut conn.paused };
+                let mut no_release = false;
+                let mut outbox = Outbox {
+                    out: &mut conn.out,
+                    close: &mut conn.closing,
+                    paused: &mut conn.paused,
+                    release: &mut no_release,
+                };
                 handler.message(&mut conn.session, msg, &mut outbox);
                 if was_paused && !conn.paused {
                     // Edge-triggered: bytes that arrived while paused bring no
@@ -287,9 +300,37 @@ impl<H: Handler> EventLoop<H> {
                     self.unread.push(token);
                 }
             }
-            None => return handler.undeliverable(msg),
+            None => return self.deliver_draining(token, msg),
         }
         self.mark_dirty(token);
+    }
+
+    /// A message for a closed connection whose session still drains; what
+    /// it writes goes nowhere.
+    fn deliver_draining(&mut self, token: u64, msg: H::Message) {
+        let index = index_of(token);
+        let slot = match self.slots.get_mut(index) {
+            Some(slot) if token_of(index as u32, slot.generation) == token => slot,
+            _ => return self.handler.undeliverable(msg),
+        };
+        let Some(session) = slot.draining.as_mut() else { return self.handler.undeliverable(msg) };
+        let (mut closing, mut paused, mut release) = (None, false, false);
+        let mut outbox =
+            Outbox { out: &mut self.void, close: &mut closing, paused: &mut paused, release: &mut release };
+        self.handler.message(session, msg, &mut outbox);
+        self.void.clear();
+        if release {
+            slot.draining = None;
+            self.free_slot(index);
+        }
+    }
+
+    /// Makes slot `index` free: its tokens miss from now on.
+    fn free_slot(&mut self, index: usize) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(index as u32);
+        }
     }
 
     fn request_close(&mut self, token: u64) {
@@ -336,7 +377,13 @@ impl<H: Handler> EventLoop<H> {
             }
             let before = conn.out.len();
             while let Some(mark) = conn.out.pop_done_mark() {
-                let mut outbox = Outbox { out: &mut conn.out, close: &mut conn.closing, paused: &mut conn.paused };
+                let mut no_release = false;
+                let mut outbox = Outbox {
+                    out: &mut conn.out,
+                    close: &mut conn.closing,
+                    paused: &mut conn.paused,
+                    release: &mut no_release,
+                };
                 handler.written(&mut conn.session, mark, &mut outbox);
             }
             if conn.out.len() == before {
@@ -362,14 +409,14 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         let index = index_of(token);
-        let slot = &mut self.slots[index];
-        let Some(conn) = slot.conn.take() else { return };
-        slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(index as u32);
+        let Some(mut conn) = self.slots[index].conn.take() else { return };
         self.live.fetch_sub(1, Ordering::Relaxed);
         drop(conn.fd);
         let pending = Pending { inbox: self.remote.inbox(self.index), token };
-        self.handler.closed(conn.session, reason, conn.out.unsent_frames(), pending);
+        match self.handler.closed(&mut conn.session, reason, conn.out.unsent_frames(), pending) {
+            AfterClose::Drain if reason != CloseReason::Shutdown => self.slots[index].draining = Some(conn.session),
+            _ => self.free_slot(index),
+        }
     }
 
     /// Once a second: closes the connections silent past the idle timeout,

@@ -41,6 +41,8 @@ pub struct Outbox<'a> {
     pub(super) close: &'a mut Option<CloseReason>,
     /// Set while the handler wants no more frames from this connection.
     pub(super) paused: &'a mut bool,
+    /// Set when the handler is done with a closed, draining connection.
+    pub(super) release: &'a mut bool,
 }
 
 impl Outbox<'_> {
@@ -73,6 +75,23 @@ impl Outbox<'_> {
     pub fn resume_reading(&mut self) {
         *self.paused = false;
     }
+
+    /// For a connection kept after [`Handler::closed`] (draining): the
+    /// handler needs it no more, and its slot is freed after this call.
+    pub fn release(&mut self) {
+        *self.release = true;
+    }
+}
+
+/// What becomes of a connection's slot once it has closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterClose {
+    /// Freed now; messages still sent to it go to `undeliverable`.
+    Release,
+    /// Kept (muduo's kDisconnecting): messages for it still reach the
+    /// session, with output going nowhere, until it calls
+    /// [`Outbox::release`].
+    Drain,
 }
 
 /// The messages still queued for a closed connection.
@@ -113,9 +132,16 @@ pub trait Handler: Send + Sync + 'static {
     fn undeliverable(&self, msg: Self::Message);
     /// Everything up to a [`Outbox::send_marked`] frame has been written.
     fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
-    /// The connection is closed; this is the last call for it. `unsent`
-    /// holds the NUL-terminated frames the peer never received whole;
-    /// `pending` hands over the messages still queued for it (take them
-    /// once nothing new can be sent to it), the rest come to `undeliverable`.
-    fn closed(&self, session: Self::Session, reason: CloseReason, unsent: &[u8], pending: Pending<'_, Self::Message>);
+    /// The connection is closed (its socket is gone). `unsent` holds the
+    /// NUL-terminated frames the peer never received whole; `pending` hands
+    /// over the messages still queued for it (take them once nothing new
+    /// can be sent to it). Unless the handler asks to drain, this is the
+    /// last call for the session.
+    fn closed(
+        &self,
+        session: &mut Self::Session,
+        reason: CloseReason,
+        unsent: &[u8],
+        pending: Pending<'_, Self::Message>,
+    ) -> AfterClose;
 }

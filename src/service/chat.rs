@@ -18,10 +18,10 @@ use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::router;
-use super::session::{Leftover, Session, User};
+use super::session::{Early, Job, Session, State, User};
 use crate::bus::Tag;
 use crate::model::offline_message;
-use crate::net::{CloseReason, ConnId, Handler, Outbox, Pending};
+use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
 
 /// Requests one connection may have waiting behind a running job, and their
 /// bytes, before the connection is no longer read (the client then waits in
@@ -44,9 +44,11 @@ impl ChatService {
         ChatService { ctx }
     }
 
-    /// Serves one request now, or starts the job that will.
+    /// Serves one request now, or starts the job that will (the session
+    /// is Idle when this is called).
     fn handle(&self, session: &mut Session, request: Request, out: &mut Outbox<'_>) {
         let ctx = &self.ctx;
+        let mut login = None;
         match (&session.user, &request) {
             (None, r) if !r.allowed_before_login() => {
                 out.send(protocol::error(Errno::NotLoggedIn).as_bytes());
@@ -57,11 +59,10 @@ impl ChatService {
                 return;
             }
             (Some(me), Request::OneChat { toid, msg }) if cmd::one_chat_live(ctx, me, *toid, msg) => return,
-            (Some(_), Request::Login { .. }) => {}
-            (None, Request::Login { id, .. }) => session.logging_in = Some(*id),
+            (None, Request::Login { id, .. }) => login = Some(Early { id: *id, deliveries: Vec::new() }),
             _ => {}
         }
-        session.busy = true;
+        session.state = State::Busy(Job { login, ..Job::default() });
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
         ctx.jobs.spawn(move || {
@@ -69,15 +70,14 @@ impl ChatService {
             let storage_failure = cmd::storage_failure_reply(&request);
             let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
                 .unwrap_or_else(|_| Outcome::reply(storage_failure));
-            job_ctx.remote.send(caller.conn, Message::Done { conn: caller.conn, outcome });
+            job_ctx.remote.send(caller.conn, Message::Done(outcome));
         });
     }
 
-    /// Applies a finished job to its session and runs what waited for it.
-    fn finish(&self, session: &mut Session, outcome: Outcome, out: &mut Outbox<'_>) {
-        session.busy = false;
-        session.logging_in = None;
-        let early = std::mem::take(&mut session.early);
+    /// Busy -> Idle: applies a finished job to its open session and runs
+    /// what waited for it (which may make it Busy again).
+    fn finish(&self, session: &mut Session, job: Job, outcome: Outcome, out: &mut Outbox<'_>) {
+        let early = job.login.map(|e| e.deliveries).unwrap_or_default();
         let mut replies = outcome.replies.into_iter();
         match outcome.change {
             Some(SessionChange::LoggedIn { user, offline_upto }) => {
@@ -114,18 +114,49 @@ impl ChatService {
         for reply in replies {
             out.send(reply.as_bytes());
         }
+        let mut queued = job.queued;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
             out.close();
+            self.run_leftover(session.conn, session.user.clone(), queued);
             return;
         }
-        while !session.busy {
-            let Some((request, size)) = session.queued.pop_front() else { break };
-            session.queued_bytes -= size;
-            self.handle(session, request, out);
+        while let Some((request, size)) = queued.pop_front() {
+            match &mut session.state {
+                State::Idle => self.handle(session, request, out),
+                State::Busy(next) | State::Draining(next) => {
+                    next.queued_bytes += size;
+                    next.queued.push_back((request, size));
+                }
+            }
         }
-        if session.queued.len() < PAUSE_QUEUED / 2 && session.queued_bytes < PAUSE_QUEUED_BYTES / 2 {
+        let (waiting, bytes) = session.job().map_or((0, 0), |j| (j.queued.len(), j.queued_bytes));
+        if waiting < PAUSE_QUEUED / 2 && bytes < PAUSE_QUEUED_BYTES / 2 {
             out.resume_reading();
         }
+    }
+
+    /// Draining -> released: a job's result for a session whose connection
+    /// closed. A login it made is undone at once (the user goes offline with
+    /// what came for them early); the requests that waited still run.
+    fn finish_draining(&self, session: &mut Session, job: Job, outcome: Outcome) {
+        let conn = session.conn;
+        let mut early = job.login.map(|e| e.deliveries).unwrap_or_default();
+        match outcome.change {
+            Some(SessionChange::LoggedIn { user, .. }) => {
+                let marked = self.ctx.registry.mark_leaving(user.id, conn, || {
+                    let mine = early.extract_if(.., |d| d.to == user.id).collect();
+                    self.go_offline_later(user.clone(), mine);
+                });
+                if marked {
+                    session.user = Some(user);
+                }
+            }
+            Some(SessionChange::LoggedOut) => session.user = None,
+            Some(SessionChange::LoginFailed) | None => {}
+        }
+        early.into_iter().for_each(|d| router::reroute(&self.ctx, d));
+        session.state = State::Idle;
+        self.run_leftover(conn, session.user.clone(), job.queued);
     }
 
     /// Takes the user of a closed connection offline, on their lane (the
@@ -138,14 +169,14 @@ impl ChatService {
     /// Carries out, in order, the requests a closed connection sent that had
     /// not run yet (its messages to others still go out); logging in or out
     /// on a closed connection is moot.
-    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<Request>) {
+    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<(Request, usize)>) {
         if queued.is_empty() {
             return;
         }
         let ctx = Arc::clone(&self.ctx);
         self.ctx.jobs.spawn(move || {
             let caller = Caller { conn, user };
-            for request in queued {
+            for (request, _) in queued {
                 if !matches!(request, Request::Login { .. } | Request::Logout) {
                     cmd::apply(&ctx, &caller, request);
                 }
@@ -182,12 +213,11 @@ impl Handler for ChatService {
                 return;
             }
         };
-        if !session.busy {
-            self.handle(session, request, out);
-        } else if session.queued.len() < MAX_QUEUED && session.queued_bytes + frame.len() <= MAX_QUEUED_BYTES {
-            session.queued_bytes += frame.len();
-            session.queued.push_back((request, frame.len()));
-            if session.queued.len() >= PAUSE_QUEUED || session.queued_bytes >= PAUSE_QUEUED_BYTES {
+        let Some(job) = session.job() else { return self.handle(session, request, out) };
+        if job.queued.len() < MAX_QUEUED && job.queued_bytes + frame.len() <= MAX_QUEUED_BYTES {
+            job.queued_bytes += frame.len();
+            job.queued.push_back((request, frame.len()));
+            if job.queued.len() >= PAUSE_QUEUED || job.queued_bytes >= PAUSE_QUEUED_BYTES {
                 out.pause_reading();
             }
         } else {
@@ -210,38 +240,32 @@ impl Handler for ChatService {
     fn message(&self, session: &mut Session, msg: Message, out: &mut Outbox<'_>) {
         match msg {
             Message::Deliver(delivery) => {
-                let to = Some(delivery.to);
-                if session.user.as_ref().map(|u| u.id) == to {
+                if session.user.as_ref().is_some_and(|u| u.id == delivery.to) && !session.is_draining() {
                     out.send(delivery.payload.as_bytes());
                     written_out(delivery.tag);
-                } else if session.logging_in == to {
-                    session.early.push(delivery);
+                } else if let Some(early) = session.job().and_then(|j| j.login.as_mut()).filter(|e| e.id == delivery.to)
+                {
+                    early.deliveries.push(delivery);
                 } else {
                     router::reroute(&self.ctx, delivery);
                 }
             }
-            Message::Done { outcome, .. } => self.finish(session, outcome, out),
+            Message::Done(outcome) => match std::mem::replace(&mut session.state, State::Idle) {
+                State::Busy(job) => self.finish(session, job, outcome, out),
+                State::Draining(job) => {
+                    self.finish_draining(session, job, outcome);
+                    out.release();
+                }
+                State::Idle => eprintln!("ChatServer: a job result for a session that ran no job; dropped"),
+            },
         }
     }
 
+    /// The slot is gone (the server is stopping): chat goes where its user
+    /// is, a job's result has no one left to tell.
     fn undeliverable(&self, msg: Message) {
-        match msg {
-            Message::Deliver(delivery) => router::reroute(&self.ctx, delivery),
-            Message::Done { conn, outcome } => {
-                // The connection closed while this job ran.
-                let leftover = self.ctx.leftovers.lock().remove(&conn).unwrap_or_default();
-                let user = match outcome.change {
-                    Some(SessionChange::LoggedIn { user, .. }) => {
-                        self.ctx
-                            .registry
-                            .mark_leaving(user.id, conn, || self.go_offline_later(user.clone(), Vec::new()));
-                        Some(user)
-                    }
-                    Some(SessionChange::LoggedOut) => None,
-                    Some(SessionChange::LoginFailed) | None => leftover.user,
-                };
-                self.run_leftover(conn, user, leftover.queued);
-            }
+        if let Message::Deliver(delivery) = msg {
+            router::reroute(&self.ctx, delivery);
         }
     }
 
@@ -256,52 +280,88 @@ impl Handler for ChatService {
         });
     }
 
-    fn closed(&self, session: Session, reason: CloseReason, unsent: &[u8], pending: Pending<'_, Message>) {
+    fn closed(
+        &self,
+        session: &mut Session,
+        reason: CloseReason,
+        unsent: &[u8],
+        pending: Pending<'_, Message>,
+    ) -> AfterClose {
         let conn = session.conn;
         let mut undelivered = match &session.user {
             Some(me) => undelivered_chats(me.id, unsent),
             None => Vec::new(),
         };
-        undelivered.extend(session.early);
         let mut pending = Some(pending);
-        let mut finished = Vec::new();
+        let mut finished = None;
         if reason == CloseReason::Shutdown {
             if let Some(me) = &session.user {
                 self.ctx.registry.remove(me.id, conn);
             }
-            split_pending(pending.take(), &mut undelivered, &mut finished);
+            self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
             // The job threads are stopping: store what the user missed now.
             let rows: Vec<(i32, &str)> = undelivered.iter().map(|d| (d.to, &*d.payload)).collect();
             if !rows.is_empty()
                 && let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows))
             {
-                eprintln!("{} unsent messages lost at shutdown: {e}", rows.len());
+                eprintln!("ChatServer: {} unsent messages lost at shutdown: {e}", rows.len());
             }
-            return;
+            return AfterClose::Release;
         }
         // Marked leaving, nothing new is queued for the connection, so what
         // is queued can be taken; and the offline step is put on the user's
         // lane under the mark, ahead of messages others store on seeing it.
-        let leaving = session.user.as_ref().is_some_and(|me| {
+        let me = session.user.clone();
+        let leaving = me.as_ref().is_some_and(|me| {
             self.ctx.registry.mark_leaving(me.id, conn, || {
-                split_pending(pending.take(), &mut undelivered, &mut finished);
+                self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
                 self.go_offline_later(me.clone(), std::mem::take(&mut undelivered));
             })
         });
         if !leaving {
-            split_pending(pending.take(), &mut undelivered, &mut finished);
+            self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
             undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d));
         }
-        let queued = session.queued.into_iter().map(|(request, _)| request).collect();
-        if session.busy {
-            self.ctx.leftovers.lock().insert(conn, Leftover { user: session.user, queued });
-        } else {
-            self.run_leftover(conn, session.user, queued);
+        match (std::mem::replace(&mut session.state, State::Idle), finished) {
+            // The job's result was already queued: it is applied now.
+            (State::Busy(job) | State::Draining(job), Some(outcome)) => {
+                self.finish_draining(session, job, outcome);
+                AfterClose::Release
+            }
+            (State::Busy(job) | State::Draining(job), None) => {
+                session.state = State::Draining(job);
+                AfterClose::Drain
+            }
+            (State::Idle, _) => AfterClose::Release,
         }
-        // Job results that were queued for the connection: as if they had
-        // arrived after the close.
-        for done in finished {
-            self.undeliverable(done);
+    }
+}
+
+impl ChatService {
+    /// Sorts the messages still queued for a closed connection: chat to
+    /// keep (or, for a login in flight, to hold for that user), and the
+    /// running job's result.
+    fn split_pending(
+        &self,
+        pending: Option<Pending<'_, Message>>,
+        session: &mut Session,
+        undelivered: &mut Vec<Delivery>,
+        finished: &mut Option<Outcome>,
+    ) {
+        for msg in pending.map(Pending::take).unwrap_or_default() {
+            match msg {
+                Message::Deliver(delivery) => {
+                    if let Some(early) = session.job().and_then(|j| j.login.as_mut()).filter(|e| e.id == delivery.to) {
+                        early.deliveries.push(delivery);
+                    } else if delivery.keep {
+                        undelivered.push(delivery);
+                    } else {
+                        // Presence for a user gone: nothing to keep.
+                        written_out(delivery.tag);
+                    }
+                }
+                Message::Done(outcome) => *finished = Some(outcome),
+            }
         }
     }
 }
@@ -316,18 +376,6 @@ thread_local! {
 fn written_out(tag: Option<Tag>) {
     if let Some(tag) = tag {
         WRITTEN_OUT.with(|w| w.borrow_mut().push(tag));
-    }
-}
-
-/// Sorts the messages still queued for a closed connection: chat to keep,
-/// job results to finish.
-fn split_pending(pending: Option<Pending<'_, Message>>, undelivered: &mut Vec<Delivery>, finished: &mut Vec<Message>) {
-    for msg in pending.map(Pending::take).unwrap_or_default() {
-        match msg {
-            Message::Deliver(delivery) if delivery.keep => undelivered.push(delivery),
-            Message::Deliver(_) => {}
-            done @ Message::Done { .. } => finished.push(done),
-        }
     }
 }
 

@@ -1,11 +1,8 @@
 //! What every handler works with: storage, the online users, the cluster
 //! bus and the way to reach connections.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-use parking_lot::Mutex;
 
 use super::cmd::LeaveQueue;
 use super::jobs::Jobs;
@@ -14,10 +11,9 @@ use super::limits::{Limits, LoginThrottle};
 use super::message::Message;
 use super::password;
 use super::registry::Registry;
-use super::session::Leftover;
 use crate::bus::Bus;
 use crate::db::Pool;
-use crate::net::{ConnId, Remote};
+use crate::net::Remote;
 
 /// How often a server records that it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -43,9 +39,6 @@ pub struct Ctx {
     pub lanes: Lanes,
     /// Users of closed connections waiting to be taken offline, in batches.
     pub leave_queue: LeaveQueue,
-    /// Work of connections that closed while a job of theirs was running,
-    /// finished when that job's result comes back undeliverable.
-    pub leftovers: Mutex<HashMap<ConnId, Leftover>>,
     /// Flood and login limits.
     pub limits: Limits,
     /// Back-off for ids with failed logins.
@@ -77,7 +70,6 @@ impl Ctx {
             jobs: parts.jobs,
             leave_queue: LeaveQueue::new(parts.lanes.count()),
             lanes: parts.lanes,
-            leftovers: Mutex::new(HashMap::new()),
             limits: parts.limits,
             throttle: LoginThrottle::default(),
             dummy_hash: password::hash("no such user").unwrap_or_default(),

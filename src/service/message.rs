@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::bus::{Incoming, Outgoing, Tag};
-use crate::net::ConnId;
 
 use super::cmd::Outcome;
 
@@ -60,5 +59,5 @@ pub enum Message {
     /// Something for the user logged in on the connection.
     Deliver(Delivery),
     /// A job of the connection finished.
-    Done { conn: ConnId, outcome: Outcome },
+    Done(Outcome),
 }

@@ -1,4 +1,28 @@
 //! Per-connection state, owned by the connection's loop.
+//!
+//! The life of a session, one state at a time (`State`):
+//!
+//! ```text
+//!              request that needs a job (MySQL, a hash)
+//!     +------+ -------------------------------------> +------+
+//!     | Idle |                                        | Busy |--+ later requests
+//!     +------+ <------------------------------------- +------+<-+ wait in order
+//!        |      its result (Done): replies go out,       |
+//!        |      waiting requests run, maybe Busy again   | the connection closes
+//!        |                                               v
+//!        | the connection closes                   +----------+
+//!        |                                         | Draining |  the reactor keeps
+//!        |                                         +----------+  the slot, socket gone
+//!        |                                               | its result (Done): a login it
+//!        |                                               | made is undone, waiting
+//!        v                                               v requests still run
+//!     released: the reactor frees the slot  <------------+
+//! ```
+//!
+//! A LOGIN job carries the id it logs in (`Job::login`): deliveries for that
+//! user that arrive before the LOGIN_ACK wait there and go out right after
+//! it, so nothing overtakes the stored messages. Who is logged in (`user`)
+//! is kept beside the state: it changes only when a job's result says so.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,24 +41,40 @@ pub struct User {
     pub name: Arc<str>,
 }
 
+/// What the session is doing; see the module's diagram.
+pub enum State {
+    /// No job runs: requests are served as they come.
+    Idle,
+    /// A job runs; the connection is open.
+    Busy(Job),
+    /// A job runs; the connection closed. Its result releases the slot.
+    Draining(Job),
+}
+
+/// A running job and what waits for it.
+#[derive(Default)]
+pub struct Job {
+    /// Requests that arrived meanwhile, with their frame sizes, in order.
+    pub queued: VecDeque<(Request, usize)>,
+    /// Sum of the sizes in `queued`, for its byte bound.
+    pub queued_bytes: usize,
+    /// Set when the job is a LOGIN.
+    pub login: Option<Early>,
+}
+
+/// A LOGIN job's user, and deliveries for them that came before its ACK.
+pub struct Early {
+    pub id: i32,
+    pub deliveries: Vec<Delivery>,
+}
+
 /// One connection's session.
 pub struct Session {
     /// The connection, as other threads address it.
     pub conn: ConnId,
     /// Who is logged in here; identity comes from this, never from input.
     pub user: Option<User>,
-    /// A job of this connection is running; later requests wait so that
-    /// they are carried out in the order they were sent.
-    pub busy: bool,
-    /// Requests waiting for the running job, with their frame sizes.
-    pub queued: VecDeque<(Request, usize)>,
-    /// Sum of the sizes in `queued`, for its byte bound.
-    pub queued_bytes: usize,
-    /// The id a running LOGIN job is logging in, if any.
-    pub logging_in: Option<i32>,
-    /// Deliveries for `logging_in` that arrived before its LOGIN_ACK; sent
-    /// right after it, so nothing overtakes the stored messages.
-    pub early: Vec<Delivery>,
+    pub state: State,
     /// Stored messages `(user, up to id)` carried by LOGIN_ACKs not yet
     /// written out whole, in the order sent; each deleted once its ACK is.
     pub pending_delete: VecDeque<(i32, i64)>,
@@ -49,24 +89,23 @@ impl Session {
         Session {
             conn,
             user: None,
-            busy: false,
-            queued: VecDeque::new(),
-            queued_bytes: 0,
-            logging_in: None,
-            early: Vec::new(),
+            state: State::Idle,
             pending_delete: VecDeque::new(),
             bucket: Bucket::new(limits),
             failed_logins: 0,
         }
     }
-}
 
-/// What a connection that closed while a job of its ran still owes: its
-/// waiting requests, carried out in order once that job is done.
-#[derive(Default)]
-pub struct Leftover {
-    /// The user of the closed connection, if logged in.
-    pub user: Option<User>,
-    /// Requests it sent that had not run yet.
-    pub queued: VecDeque<Request>,
+    /// Whether the connection has closed (the slot drains).
+    pub fn is_draining(&self) -> bool {
+        matches!(self.state, State::Draining(_))
+    }
+
+    /// The running job, open or draining.
+    pub fn job(&mut self) -> Option<&mut Job> {
+        match &mut self.state {
+            State::Idle => None,
+            State::Busy(job) | State::Draining(job) => Some(job),
+        }
+    }
 }

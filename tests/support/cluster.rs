@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::common::{Client, Server, TestDb, terminate, wait_process_ready};
+use crate::common::{Client, Server, TestDb, assert_one_chat, poll_until_deadline, terminate, wait_process_ready};
 
 /// How long a helper process (redis-server, nginx) may take to accept
 /// connections after it was started.
@@ -333,4 +333,33 @@ pub fn assert_online_on(db: &TestDb, user: i64, server: &Server) {
 pub fn join_group(c: &mut Client, groupid: i64) {
     let ack = c.add_group(groupid);
     assert_eq!(ack["errno"].as_i64(), Some(0), "ADD_GROUP {groupid} failed: {ack}");
+}
+
+/// Waits until chat crosses between A and B live again, both ways (after a
+/// Redis outage), probing every second until `deadline`.
+pub fn wait_live_both_ways(a: (&mut Client, i64, &str), b: (&mut Client, i64, &str), deadline: std::time::Instant) {
+    let ((a, ida, namea), (b, idb, nameb)) = (a, b);
+    wait_live((&mut *a, ida, namea), (&mut *b, idb), "A -> B", "probe", deadline);
+    wait_live((b, idb, nameb), (a, ida), "B -> A", "reply", deadline);
+}
+
+/// Probes `from` -> `to` every second until a probe arrives live.
+fn wait_live(
+    from: (&mut Client, i64, &str),
+    to: (&mut Client, i64),
+    label: &str,
+    prefix: &str,
+    deadline: std::time::Instant,
+) {
+    let ((from, idf, namef), (to, idt)) = (from, to);
+    let mut k = 0;
+    poll_until_deadline(&format!("{label} to be delivered live again"), deadline, || {
+        k += 1;
+        from.send_chat(idt, &format!("{prefix} {k}"));
+        let v = to.try_recv(Duration::from_secs(1))?;
+        let text = v["msg"].as_str().unwrap_or_default();
+        assert!(v["msgid"] == 6 && text.starts_with(prefix), "{label}: got {v}");
+        assert_one_chat(&v, idf, namef, idt, text);
+        Some(())
+    });
 }

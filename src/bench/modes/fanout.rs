@@ -12,7 +12,7 @@ use super::super::report::Metrics;
 use super::super::setup::{self, SyncClient};
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
-use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu, users};
+use super::{STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu, users};
 use crate::bench::args::Options;
 
 /// A message still on its way to some members.
@@ -133,7 +133,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     // counted where its sender is waiting for them.
     let mut io = Io::new(members.into_iter().map(SyncClient::into_stream).collect())?;
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(5));
-    let cpu = sample_cpu(target.pids.clone(), window.marks());
+    let cpu = sample_cpu(target, window.marks());
     let mut fanout = Fanout {
         group,
         receivers: o.group_size - 1,
@@ -160,6 +160,9 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.set("each_p99_us", f.each.quantile(0.99) as f64 / 1000.0);
     m.set("stalls_40ms", f.stalls as f64);
     cpu_per_message(&mut m, &samples, 0, f.deliveries, Unit::Delivery);
+    // Per message, not per delivery, so that the row means the same in
+    // every mode; deliveries_per_s / msgs_per_s gives the other.
+    redis_cpu_per_message(&mut m, target, &samples, 0, f.messages);
     if o.threads > 1 {
         m.notes.push("fanout runs on one load thread (--threads ignored)".into());
     }

@@ -10,7 +10,7 @@ use super::super::report::Metrics;
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
 use super::pingpong::engines_for_pairs;
-use super::{STALL_NS, Unit, Window, cpu_per_message, sample_cpu};
+use super::{STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu};
 use crate::bench::args::Options;
 
 /// One sender -> receiver stream; connections `2i` (sender), `2i + 1`.
@@ -123,7 +123,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     let (ios, specs) = engines_for_pairs(o, target)?;
     // Loss is only loss if it does not arrive after a generous wait.
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(10));
-    let cpu = sample_cpu(target.pids.clone(), window.marks());
+    let cpu = sample_cpu(target, window.marks());
     let work = ios
         .into_iter()
         .zip(specs)
@@ -186,6 +186,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.latency(["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us"], &hist);
     m.set("stalls_40ms", stalls as f64);
     cpu_per_message(&mut m, &samples, 0, delivered, Unit::Msg);
+    redis_cpu_per_message(&mut m, target, &samples, 0, delivered);
     if refused > 0 {
         m.notes.push(format!("{refused} messages refused (ERROR): start the server with --rate 1000000"));
     }

@@ -144,7 +144,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     }
     let phases = if k > 0 { 2 } else { 1 };
     let window = Window::new(o.warmup, o.secs, phases, Duration::from_secs(30));
-    let cpu = sample_cpu(target.pids.clone(), window.marks());
+    let cpu = sample_cpu(target, window.marks());
     let login_phase = phases as usize - 1;
     let begin = window.split.unwrap_or(window.epoch);
     let work = prepared

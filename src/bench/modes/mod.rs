@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::args::{Mode, Options, RelayChoice};
 use super::procfs;
 use super::report::{self, Metrics, Run};
-use super::target::{Kind, Target};
+use super::target::{Kind, REDIS_ADDR, Target};
 
 /// Delivery latency counted as a stall: the 40 ms of a Nagle / delayed-ACK
 /// deadlock, the classic fault of chat servers that leave Nagle on.
@@ -90,10 +90,15 @@ pub struct Sample {
     pub target_switches: u64,
     /// CPU time of the bench itself, microseconds.
     pub bench_cpu_us: u64,
+    /// CPU time of the target's Redis, microseconds; None if it has none
+    /// or its `/proc` entry could not be read (it may have gone).
+    pub redis_cpu_us: Option<u64>,
 }
 
-/// Samples at each of `marks`, taken by a thread that sleeps until each.
-pub fn sample_cpu(pids: Vec<u32>, marks: Vec<Instant>) -> JoinHandle<Vec<Sample>> {
+/// Samples of `target` at each of `marks`, taken by a thread that sleeps
+/// until each.
+pub fn sample_cpu(target: &Target, marks: Vec<Instant>) -> JoinHandle<Vec<Sample>> {
+    let (pids, redis) = (target.pids.clone(), target.redis_pid);
     std::thread::spawn(move || {
         marks
             .into_iter()
@@ -101,6 +106,8 @@ pub fn sample_cpu(pids: Vec<u32>, marks: Vec<Instant>) -> JoinHandle<Vec<Sample>
                 std::thread::sleep(mark.saturating_duration_since(Instant::now()));
                 Sample {
                     target_cpu_us: pids.iter().filter_map(|&p| procfs::cpu_us(p).ok()).sum(),
+                    // Right after the servers', so both cover the same window.
+                    redis_cpu_us: redis.and_then(|p| procfs::cpu_us(p).ok()),
                     target_switches: pids.iter().filter_map(|&p| procfs::context_switches(p).ok()).sum(),
                     bench_cpu_us: procfs::cpu_us(0).unwrap_or(0),
                 }
@@ -124,6 +131,30 @@ pub fn cpu_per_message(m: &mut Metrics, samples: &[Sample], i: usize, count: u64
         m.set(switches, per(a.target_switches, b.target_switches));
     }
     m.set(bench, per(a.bench_cpu_us, b.bench_cpu_us));
+}
+
+/// Sets `redis_cpu_us_per_msg`: the CPU of the Redis between the two
+/// servers of `target` from `samples[i]` to `samples[i + 1]`, per message
+/// (`count`) counted there. Nothing for one server (no Redis in the path,
+/// and the relay has none); a note instead of the figure when that Redis is
+/// unknown or could not be read at both ends, since a run is worth more
+/// than one of its rows.
+pub fn redis_cpu_per_message(m: &mut Metrics, target: &Target, samples: &[Sample], i: usize, count: u64) {
+    if target.addr2.is_none() {
+        return;
+    }
+    let Some(pid) = target.redis_pid else {
+        m.notes.push(format!("no process seen listening on {REDIS_ADDR}: no redis_cpu_us_per_msg (pass --redis-pid)"));
+        return;
+    };
+    let read = |s: Option<&Sample>| s.and_then(|s| s.redis_cpu_us);
+    let (Some(a), Some(b)) = (read(samples.get(i)), read(samples.get(i + 1))) else {
+        m.notes.push(format!("cannot read /proc/{pid}/stat (Redis): no redis_cpu_us_per_msg"));
+        return;
+    };
+    if count > 0 {
+        m.set("redis_cpu_us_per_msg", b.saturating_sub(a) as f64 / count as f64);
+    }
 }
 
 /// What cost figures are counted per.
@@ -174,7 +205,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         RelayChoice::None => {}
     }
     if let Some(addr) = o.addr {
-        targets.push(Target::chat(addr, o.addr2, &o.server_pids));
+        targets.push(Target::chat(addr, o.addr2, &o.server_pids, o.redis_pid));
     }
     let mut runs = Vec::new();
     for round in 0..o.rounds {
@@ -257,4 +288,34 @@ pub fn setup_pairs(o: &Options, target: &Target, ids: &[i32]) -> Result<Vec<Pair
         pairs.push(PairSetup { src: src as u32, ids: [pair[0], pair[1]], streams: [a, b] });
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    #[test]
+    fn redis_cpu_is_per_message_and_left_out_with_a_note() {
+        let (a, b) = (SocketAddr::from(([127, 0, 0, 1], 1)), SocketAddr::from(([127, 0, 0, 1], 2)));
+        let at = |redis_cpu_us| Sample { redis_cpu_us, ..Sample::default() };
+        let figure = |target: &Target, samples: &[Sample]| {
+            let mut m = Metrics::default();
+            redis_cpu_per_message(&mut m, target, samples, 0, 400);
+            (m.get("redis_cpu_us_per_msg"), m.notes.len())
+        };
+        let mut two = Target::chat(a, Some(b), &[1, 2], Some(7));
+        assert_eq!(figure(&two, &[at(Some(1000)), at(Some(3000))]), (Some(5.0), 0));
+        // Redis gone (or unreadable) at one end of the window.
+        assert_eq!(figure(&two, &[at(Some(1000)), at(None)]), (None, 1));
+        assert_eq!(figure(&two, &[at(Some(1000))]), (None, 1));
+        // No pid given and none found by port.
+        two.redis_pid = None;
+        assert_eq!(figure(&two, &[at(None), at(None)]), (None, 1));
+        // One server: no Redis in the path, so neither figure nor note.
+        let one = Target::chat(a, None, &[1], Some(7));
+        assert_eq!(one.redis_pid, None);
+        assert_eq!(figure(&one, &[at(None), at(None)]), (None, 0));
+    }
 }

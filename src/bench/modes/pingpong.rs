@@ -10,7 +10,9 @@ use super::super::report::Metrics;
 use super::super::setup::deal;
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
-use super::{PairSetup, STALL_NS, Unit, Window, cpu_per_message, sample_cpu, setup_pairs, users};
+use super::{
+    PairSetup, STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu, setup_pairs, users,
+};
 use crate::bench::args::Options;
 
 /// Errno of a refusal by flood control.
@@ -204,7 +206,7 @@ pub fn engines_for_pairs(o: &Options, target: &Target) -> Result<(Vec<Io>, Vec<P
 pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     let (ios, specs) = engines_for_pairs(o, target)?;
     let window = Window::new(o.warmup, o.secs, 1, Duration::from_secs(5));
-    let cpu = sample_cpu(target.pids.clone(), window.marks());
+    let cpu = sample_cpu(target, window.marks());
     let work =
         ios.into_iter().zip(specs).map(|(io, spec)| (io, PingPong::new(&spec, 0, window, o.msg_bytes))).collect();
     let results = engine::drive_all(work)?;
@@ -221,6 +223,7 @@ pub fn run(o: &Options, target: &Target) -> Result<Metrics, String> {
     m.latency(["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us"], &total.hist[0]);
     m.set("stalls_40ms", total.stalls as f64);
     cpu_per_message(&mut m, &samples, 0, total.delivered[0], Unit::Msg);
+    redis_cpu_per_message(&mut m, target, &samples, 0, total.delivered[0]);
     total.notes(&mut m);
     if lost_conns > 0 {
         m.notes.push(format!("{lost_conns} connections closed during the run"));
