@@ -88,3 +88,13 @@ CREATE TABLE IF NOT EXISTS online (
     PRIMARY KEY (userid),
     KEY server (server)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Resume tokens: one per user, that of their current session. Only a
+-- BLAKE2b-256 hash of the token is kept. A token LOGIN checks it without a
+-- password hash; LOGOUT deletes it, and every login replaces it.
+CREATE TABLE IF NOT EXISTS token (
+    userid INT NOT NULL,
+    hash BINARY(32) NOT NULL,
+    expires DATETIME NOT NULL,
+    PRIMARY KEY (userid)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub db_pool: usize,
     /// Flood control (`--rate`).
     pub limits: Limits,
+    /// `CHAT_TOKEN_TTL` (seconds): how long a resume token is valid.
+    pub token_ttl: Duration,
 }
 
 /// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
@@ -80,8 +82,16 @@ impl ServerConfig {
         if db_pool == 0 || db_pool > 1000 {
             return Err("CHAT_DB_POOL must be between 1 and 1000".into());
         }
+        let token_ttl = match env("CHAT_TOKEN_TTL") {
+            Some(v) => Duration::from_secs(number("CHAT_TOKEN_TTL", Some(&v))?),
+            None => crate::service::token::DEFAULT_TTL,
+        };
+        if token_ttl.is_zero() {
+            return Err("CHAT_TOKEN_TTL must be at least 1 second".into());
+        }
         Ok(ServerConfig {
             addr: SocketAddr::new(ip, port),
+            token_ttl,
             net,
             mysql_url: env("CHAT_MYSQL_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306/chat".into()),
             redis_url: env("CHAT_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),

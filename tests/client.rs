@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "support/cluster.rs"]
+mod cluster_support;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,7 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDb, client_bin, is_stamp_shaped, read_lines, unique_name};
+use cluster_support::{Nginx, RedisProc, online_server_of, server_id_prefix, two_servers};
+use common::{Server, TestDb, client_bin, is_stamp_shaped, read_lines, unique_name, user_on};
 
 /// How long to wait for one expected line of client output.
 const WAIT: Duration = Duration::from_secs(20);
@@ -328,4 +332,57 @@ fn bad_arguments_and_no_server_are_reported() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// What the client says for a line typed while it reconnects.
+const NOT_CONNECTED: &str = "[ERROR]: not connected to the server (reconnecting); that was not sent";
+
+#[test]
+fn the_client_reconnects_through_nginx_when_its_server_is_killed() {
+    let db = TestDb::new();
+    let redis = RedisProc::start_on_free_port();
+    let url = redis.url();
+    let (s1, s2) = two_servers(&db, &[("CHAT_REDIS_URL", url.as_str())]);
+    let nginx = Nginx::start(&[s1.addr, s2.addr]);
+    let mut c = ClientProc::connect("client", nginx.addr);
+    let name = unique_name("rc");
+    let id = c.register(&name, "pw-rc");
+    c.login(id, "pw-rc");
+    c.expect(&format!("current login user => id:{id} name:{name}"));
+    c.expect_exact(BOX_END);
+
+    // The server the client landed on dies.
+    let holder = online_server_of(&db, id).unwrap_or_else(|| panic!("user {id} is not in table online"));
+    let (mut gone, survivor) = if holder.starts_with(&server_id_prefix(&s1)) { (s1, s2) } else { (s2, s1) };
+    gone.signal(libc::SIGKILL);
+    c.expect("[connection lost] reconnecting");
+    c.expect_exact("reconnected");
+
+    // It is logged in again, on the other server: a message reaches it.
+    let (mut other, other_id, other_name) = user_on(survivor.addr, "rs", "pw-rs");
+    other.send_chat(id, "after the failover");
+    let said = format!("[{other_id}]{other_name} said: after the failover");
+    c.expect_where(&format!("ending in {said:?}"), |l| is_chat_line(l, "", &said));
+    assert!(gone.wait_exit(Duration::from_secs(30)).is_some(), "the killed server still runs");
+}
+
+#[test]
+fn a_line_typed_while_the_client_reconnects_is_refused_not_sent_later() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut c = ClientProc::connect("client", server.addr);
+    let name = unique_name("rl");
+    let id = c.register(&name, "pw-rl");
+    c.login(id, "pw-rl");
+    c.expect_exact(BOX_END);
+
+    server.signal(libc::SIGKILL);
+    c.expect("[connection lost] reconnecting");
+    c.type_line(&format!("chat:{id}:typed while offline"));
+    c.expect_exact(NOT_CONNECTED);
+
+    // End of input still ends it cleanly.
+    c.close_stdin();
+    let status = c.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status after end of input; output:\n{}", c.transcript());
 }

@@ -165,7 +165,7 @@ fn prepare_creates_the_database_and_twice_keeps_data() {
             (&db.name,),
         )
         .unwrap();
-    assert_eq!(tables, ["allgroup", "friend", "groupuser", "offlinemessage", "online", "server", "user"]);
+    assert_eq!(tables, ["allgroup", "friend", "groupuser", "offlinemessage", "online", "server", "token", "user"]);
     let collation: String = conn
         .exec_first(
             "SELECT collation_name FROM information_schema.columns \

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chatserver::net::{FrameDecoder, TooLarge};
 use chatserver::service::protocol::{self, Errno};
-use chatserver::service::request::Request;
+use chatserver::service::request::{Request, Secret};
 use serde_json::{Value, json};
 
 const DEFAULT_SEED: u64 = 0x5eed_c0ff_ee12_3457;
@@ -444,7 +444,9 @@ fn oracle(frame: &[u8]) -> Expect {
     let int = |k: &str| obj.get(k).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok());
     let string = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_string);
     let request = match msgid {
-        1 => int("id").zip(string("password")).map(|(id, password)| Request::Login { id, password }),
+        1 => int("id")
+            .zip(string("password"))
+            .map(|(id, password)| Request::Login { id, secret: Secret::Password(password) }),
         3 => Some(Request::Logout),
         4 => string("name").zip(string("password")).map(|(name, password)| Request::Register { name, password }),
         6 => int("toid").zip(string("msg")).map(|(toid, msg)| Request::OneChat { toid, msg }),
@@ -468,7 +470,10 @@ fn oracle(frame: &[u8]) -> Expect {
 /// The request as a client would send it.
 fn to_json(r: &Request) -> Value {
     match r {
-        Request::Login { id, password } => json!({"msgid": 1, "id": id, "password": password}),
+        Request::Login { id, secret: Secret::Password(password) } => {
+            json!({"msgid": 1, "id": id, "password": password})
+        }
+        Request::Login { id, secret: Secret::Token(token) } => json!({"msgid": 1, "id": id, "token": token}),
         Request::Logout => json!({"msgid": 3}),
         Request::Register { name, password } => json!({"msgid": 4, "name": name, "password": password}),
         Request::OneChat { toid, msg } => json!({"msgid": 6, "toid": toid, "msg": msg}),

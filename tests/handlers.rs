@@ -10,8 +10,8 @@ use chatserver::db::{Pool, schema};
 use chatserver::model::server;
 use chatserver::net::{ConnId, Remote};
 use chatserver::service::cmd::{self, Caller, Outcome, SessionChange};
-use chatserver::service::request::Request;
-use chatserver::service::{Ctx, Jobs, Lanes, Limits, Parts, User};
+use chatserver::service::request::{Request, Secret};
+use chatserver::service::{Ctx, Jobs, Lanes, Limits, Parts, Priority, User};
 use common::TestDb;
 use serde_json::Value;
 
@@ -28,7 +28,9 @@ fn context(db: &TestDb) -> std::sync::Arc<Ctx> {
         server_id: "handler-test".into(),
         bus,
         remote: Remote::new(1).unwrap(),
-        jobs: Jobs::new(1).unwrap(),
+        jobs: Jobs::new(1, "job", Priority::Normal).unwrap(),
+        hashing: Jobs::new(1, "hash", Priority::Background).unwrap(),
+        token_ttl: Duration::from_secs(60),
         lanes: Lanes::new(2).unwrap(),
         limits: Limits::default(),
     })
@@ -56,7 +58,7 @@ fn register_then_login_changes_the_session_and_stores_for_the_offline() {
     let a = register(&ctx, "alice");
     let b = register(&ctx, "bob");
 
-    let out = cmd::apply(&ctx, &caller(1, None), Request::Login { id: a, password: "pw".into() });
+    let out = cmd::apply(&ctx, &caller(1, None), Request::Login { id: a, secret: Secret::Password("pw".into()) });
     let ack = &replies(&out)[0];
     assert_eq!((ack["msgid"].as_i64(), ack["errno"].as_i64(), ack["name"].as_str()), (Some(2), Some(0), Some("alice")));
     let Some(SessionChange::LoggedIn { user, offline_upto: None }) = out.change else {
@@ -76,7 +78,7 @@ fn register_then_login_changes_the_session_and_stores_for_the_offline() {
     );
 
     // A second login of Alice, on another connection, is refused.
-    let out = cmd::apply(&ctx, &caller(2, None), Request::Login { id: a, password: "pw".into() });
+    let out = cmd::apply(&ctx, &caller(2, None), Request::Login { id: a, secret: Secret::Password("pw".into()) });
     assert_eq!(replies(&out)[0]["errno"].as_i64(), Some(2));
 }
 

@@ -116,8 +116,13 @@ fn login_ok_has_id_and_name_and_leaves_out_empty_lists() {
     assert_eq!(ack["name"], name.as_str(), "{ack}");
     assert_eq!(
         keys(&ack),
-        key_set(&["msgid", "errno", "id", "name"]),
+        key_set(&["msgid", "errno", "id", "name", "token"]),
         "empty friends/groups/offlinemsg must be left out: {ack}"
+    );
+    let token = ack["token"].as_str().unwrap_or_else(|| panic!("token is not a string: {ack}"));
+    assert!(
+        (32..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "token must be URL-safe text of at least 128 bits and at most 64 characters: {token:?}"
     );
     assert_eq!(user_state(&db, id), "online");
 }

@@ -11,15 +11,28 @@ modes (each run against the raw relay and the ChatServer, figures side by side):
   pingpong  --pairs K (100) [--msg-bytes N (32)]   one ONE_CHAT in flight per pair, bounced
   flood     --pairs K (10) --inflight W (16)       W in flight per sender; loss, order, duplicates
   fanout    --group-size G (50) --senders N (4) [--inflight W (1)]   GROUP_CHAT to G-1 members
-  login     --users N (64) --conc C (8) [--during-pingpong K]   LOGIN/LOGOUT cycles
+  login     --users N (64) --conc C (8) [--during-pingpong K | --during-fanout G] [--token]
+                                                   LOGIN/LOGOUT cycles; with K pairs or a group of G
+                                                   (one sender) measured alone, then during the logins;
+                                                   --token: log in with the last LOGIN_ACK's resume
+                                                   token, then reconnect (LOGOUT would revoke it)
   idle      --conns N (1000)                       logged-in idle connections; RSS per connection
+  failover  --addr A --addr2 B [--users N (1000)] [--conc C (32)] [--server-pid P]
+                                                   KILLS the ChatServer at A: that is what it is for.
+                                                   N users log in on A; then SIGKILL to P (default: the
+                                                   ChatServer listening on A's port) and every user logs
+                                                   in on B with its token, C at a time (errno 2 or 501:
+                                                   again after 50 ms); time from the kill until all are
+                                                   back. Two ChatServers on one database and Redis; no
+                                                   relay, one round
 
 options:
   --addr HOST:PORT       the ChatServer to measure (leave out to run the relay alone)
   --addr2 HOST:PORT      a second ChatServer: the far side of each pair (half a group) connects there
   --relay spawn|none|HOST:PORT   the raw relay baseline (default spawn: a `ChatBench relay-server` child)
   --relay-threads N      worker loops of a spawned relay (default 2; match the server's --threads)
-  --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port)
+  --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port);
+                         failover: the pid of the server at --addr, which it kills
   --relay-pid P          pid of a relay given by address (default: found by port)
   --redis-pid P          with --addr2: pid of the Redis between the servers, for redis_cpu_us_per_msg
                          (default: found by port 6379; without it the row is left out, with a note)
@@ -43,6 +56,7 @@ pub enum Mode {
     Fanout,
     Login,
     Idle,
+    Failover,
 }
 
 impl Mode {
@@ -53,6 +67,7 @@ impl Mode {
             Mode::Fanout => "fanout",
             Mode::Login => "login",
             Mode::Idle => "idle",
+            Mode::Failover => "failover",
         }
     }
 }
@@ -91,6 +106,9 @@ pub struct Options {
     pub users: usize,
     pub conc: usize,
     pub during_pingpong: usize,
+    pub during_fanout: usize,
+    /// login: log in with resume tokens instead of the password.
+    pub token: bool,
     pub conns: usize,
 }
 
@@ -124,15 +142,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some("fanout") => Mode::Fanout,
         Some("login") => Mode::Login,
         Some("idle") => Mode::Idle,
+        Some("failover") => Mode::Failover,
         Some("-h" | "--help" | "help") | None => return Err(String::new()),
         Some(other) => return Err(format!("unknown mode '{other}'")),
     };
-    let flood = mode == Mode::Flood;
+    let (flood, failover) = (mode == Mode::Flood, mode == Mode::Failover);
     let mut o = Options {
         mode,
         addr: None,
         addr2: None,
-        relay: RelayChoice::Spawn,
+        // Failover kills a ChatServer; there is no relay to compare with.
+        relay: if failover { RelayChoice::None } else { RelayChoice::Spawn },
         relay_threads: 2,
         server_pids: Vec::new(),
         relay_pid: None,
@@ -149,9 +169,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         inflight: if flood { 16 } else { 1 },
         group_size: 50,
         senders: 4,
-        users: 64,
-        conc: 8,
+        users: if failover { 1000 } else { 64 },
+        conc: if failover { 32 } else { 8 },
         during_pingpong: 0,
+        during_fanout: 0,
+        token: false,
         conns: 1000,
     };
     while let Some(flag) = iter.next() {
@@ -184,6 +206,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--users" => o.users = number(flag, iter.next())?,
             "--conc" => o.conc = number(flag, iter.next())?,
             "--during-pingpong" => o.during_pingpong = number(flag, iter.next())?,
+            "--during-fanout" => o.during_fanout = number(flag, iter.next())?,
+            "--token" => o.token = true,
             "--conns" => o.conns = number(flag, iter.next())?,
             other => return Err(format!("unknown option {other}")),
         }
@@ -229,11 +253,41 @@ fn check(o: &Options) -> Result<(), String> {
     if o.group_size < 2 || o.senders > o.group_size {
         return Err("--group-size must be at least 2 and at least --senders".into());
     }
-    if o.users < o.conc {
+    if o.mode == Mode::Login && o.users < o.conc {
         return Err("login needs --users at least --conc (each connection cycles its own users)".into());
+    }
+    if o.during_pingpong > 0 && o.during_fanout > 0 {
+        return Err("--during-pingpong and --during-fanout: one chat at a time".into());
+    }
+    if o.during_fanout == 1 {
+        return Err("--during-fanout must be at least 2 (one sender and its receivers)".into());
+    }
+    if o.mode == Mode::Failover {
+        check_failover(o)?;
     }
     if o.msg_bytes > 60_000 {
         return Err("--msg-bytes must stay under the server's 64 KiB frame limit".into());
+    }
+    Ok(())
+}
+
+fn check_failover(o: &Options) -> Result<(), String> {
+    if o.addr.is_none() || o.addr2.is_none() {
+        return Err("failover needs --addr (the server it kills) and --addr2 (the one users move to)".into());
+    }
+    if o.addr == o.addr2 {
+        return Err("failover needs two different servers: --addr and --addr2 are the same".into());
+    }
+    if o.relay != RelayChoice::None {
+        return Err("failover measures two ChatServers, not the relay: leave out --relay".into());
+    }
+    // The killed server cannot be measured again.
+    if o.rounds != 1 {
+        return Err("failover runs one round (it kills the server at --addr)".into());
+    }
+    // pid 0 would signal the bench's own process group.
+    if o.server_pids.contains(&0) {
+        return Err("--server-pid must be a process id above 0".into());
     }
     Ok(())
 }
@@ -285,6 +339,20 @@ mod tests {
     }
 
     #[test]
+    fn login_takes_a_group_or_tokens_and_failover_two_servers() {
+        let Ok(Command::Bench(o)) = parse_str("login --addr 127.0.0.1:1 --during-fanout 10 --token") else { panic!() };
+        assert_eq!((o.during_fanout, o.during_pingpong, o.token, o.users), (10, 0, true, 64));
+        let Ok(Command::Bench(o)) = parse_str("login --addr 127.0.0.1:1") else { panic!() };
+        assert_eq!((o.during_fanout, o.token, o.relay), (0, false, RelayChoice::Spawn));
+        let line = "failover --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --server-pid 42 --threads 2";
+        let Ok(Command::Bench(o)) = parse_str(line) else { panic!() };
+        assert_eq!((o.mode, o.users, o.conc, o.relay), (Mode::Failover, 1000, 32, RelayChoice::None));
+        assert_eq!((o.server_pids.as_slice(), o.threads), (&[42][..], 2));
+        // Fewer users than logins in flight is fine here (not in login).
+        assert!(parse_str("failover --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --users 4").is_ok());
+    }
+
+    #[test]
     fn says_what_is_wrong() {
         let err = |line: &str| parse_str(line).err().unwrap_or_default();
         assert!(err("warp").contains("unknown mode"));
@@ -295,5 +363,14 @@ mod tests {
         assert!(err("pingpong --addr 127.0.0.1:1 --redis-pid 42").contains("needs --addr2"));
         assert!(err("pingpong --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --redis-pid 0").contains("--redis-pid"));
         assert!(err("pingpong --addr 127.0.0.1:1 --addr2 127.0.0.1:2 --redis-pid x").contains("not a valid number"));
+        assert!(err("login --during-pingpong 2 --during-fanout 3").contains("one chat at a time"));
+        assert!(err("login --during-fanout 1").contains("--during-fanout"));
+        assert!(err("failover --addr 127.0.0.1:1").contains("--addr2"));
+        assert!(err("failover --addr2 127.0.0.1:2").contains("--addr"));
+        assert!(err("failover --addr 127.0.0.1:1 --addr2 127.0.0.1:1").contains("the same"));
+        let two = "failover --addr 127.0.0.1:1 --addr2 127.0.0.1:2";
+        assert!(err(&format!("{two} --relay spawn")).contains("not the relay"));
+        assert!(err(&format!("{two} --rounds 2")).contains("one round"));
+        assert!(err(&format!("{two} --server-pid 0")).contains("above 0"));
     }
 }

@@ -30,6 +30,9 @@ pub trait Workload {
     fn frame(&mut self, io: &mut Io, conn: usize, frame: &[u8], now: Instant);
     /// Called after every wake-up; false ends the run.
     fn tick(&mut self, io: &mut Io, now: Instant) -> bool;
+    /// Connection `conn` was closed by the peer or failed (called before
+    /// the next `tick`); for workloads that must not wait for its replies.
+    fn closed(&mut self, _io: &mut Io, _conn: usize, _now: Instant) {}
 }
 
 /// One connection of the bench.
@@ -53,6 +56,8 @@ pub struct Io {
     dirty: Vec<usize>,
     /// Connections the peer closed, or that failed.
     closed: usize,
+    /// Those not yet reported to the workload's `closed`.
+    lost: Vec<usize>,
 }
 
 impl Io {
@@ -60,15 +65,46 @@ impl Io {
     /// `TCP_NODELAY` set.
     pub fn new(streams: Vec<TcpStream>) -> Result<Io, String> {
         let epoll = Epoll::new().map_err(|e| format!("epoll_create: {e}"))?;
-        let mut conns = Vec::with_capacity(streams.len());
-        for (index, stream) in streams.into_iter().enumerate() {
-            stream.set_nonblocking(true).map_err(|e| format!("set_nonblocking: {e}"))?;
-            stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
-            let fd = OwnedFd::from(stream);
-            epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, index as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
-            conns.push(Conn { fd: Some(fd), out: Vec::new(), sent: 0, partial: Vec::new(), dirty: false });
+        let mut io =
+            Io { epoll, conns: Vec::with_capacity(streams.len()), dirty: Vec::new(), closed: 0, lost: Vec::new() };
+        for stream in streams {
+            io.add(stream)?;
         }
-        Ok(Io { epoll, conns, dirty: Vec::new(), closed: 0 })
+        Ok(io)
+    }
+
+    /// Takes over one more connection, made non-blocking with `TCP_NODELAY`
+    /// set; returns its index.
+    pub fn add(&mut self, stream: TcpStream) -> Result<usize, String> {
+        let index = self.conns.len();
+        let fd = self.watch(stream, index)?;
+        self.conns.push(Conn { fd: Some(fd), out: Vec::new(), sent: 0, partial: Vec::new(), dirty: false });
+        Ok(index)
+    }
+
+    /// Closes connection `conn` (on purpose: not counted as lost) and puts
+    /// `stream` in its place, with nothing queued or half-read.
+    pub fn replace(&mut self, conn: usize, stream: TcpStream) -> Result<(), String> {
+        let fd = self.watch(stream, conn)?;
+        let c = self.conns.get_mut(conn).ok_or("no such connection")?;
+        // The old descriptor leaves the epoll set as it closes; an event of
+        // it still in this wake-up's batch finds the new one with nothing
+        // to read, which is harmless.
+        c.fd = Some(fd);
+        c.out.clear();
+        c.sent = 0;
+        c.partial.clear();
+        Ok(())
+    }
+
+    /// Makes `stream` ready for the engine and adds it to the epoll set as
+    /// connection `index`.
+    fn watch(&self, stream: TcpStream, index: usize) -> Result<OwnedFd, String> {
+        stream.set_nonblocking(true).map_err(|e| format!("set_nonblocking: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let fd = OwnedFd::from(stream);
+        self.epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, index as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
+        Ok(fd)
     }
 
     pub fn len(&self) -> usize {
@@ -103,6 +139,7 @@ impl Io {
             && c.fd.take().is_some()
         {
             self.closed += 1;
+            self.lost.push(conn);
         }
     }
 
@@ -208,7 +245,11 @@ pub fn drive(io: &mut Io, work: &mut impl Workload) {
                 io.dirty.push(conn);
             }
         }
-        let go_on = work.tick(io, Instant::now()) && !INTERRUPTED.load(Ordering::Relaxed);
+        let now = Instant::now();
+        for conn in std::mem::take(&mut io.lost) {
+            work.closed(io, conn, now);
+        }
+        let go_on = work.tick(io, now) && !INTERRUPTED.load(Ordering::Relaxed);
         io.flush();
         if !go_on {
             return;

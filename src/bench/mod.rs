@@ -4,7 +4,7 @@
 //! - [`args`]: the command line;
 //! - [`setup`]: untimed registration, logins and groups (blocking sockets);
 //! - [`engine`]: the timed part's epoll loop and the [`engine::Workload`] trait;
-//! - `modes`: pingpong, flood, fanout, login and idle;
+//! - `modes`: pingpong, flood, fanout, login, idle and failover;
 //! - [`relay`]: the baseline server, built on `net` with no JSON or storage;
 //! - [`wire`], [`hist`], [`procfs`], [`report`], [`target`]: frames,
 //!   percentiles, `/proc`, output, and what is measured.

@@ -53,6 +53,11 @@ pub fn context_switches(pid: u32) -> io::Result<u64> {
     Ok(total)
 }
 
+/// The command name of `pid` (`/proc/PID/comm`: at most 15 bytes).
+pub fn comm(pid: u32) -> io::Result<String> {
+    Ok(fs::read_to_string(format!("/proc/{pid}/comm"))?.trim_end().to_string())
+}
+
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -122,6 +127,7 @@ mod tests {
         assert!(super::cpu_us(0).unwrap() > before);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(super::context_switches(std::process::id()).unwrap() > 0);
+        assert!(!super::comm(std::process::id()).unwrap().is_empty());
     }
 
     #[test]

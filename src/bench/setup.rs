@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::wire::msgid;
+use super::wire::{errno, msgid};
 
 /// Password of every bench user.
 pub const PASSWORD: &str = "benchpw";
@@ -21,24 +21,40 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often connections idle during setup send a PING: well within the
 /// server's default idle timeout of 300 s.
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
-/// How long a login keeps retrying "account in use": the server may still
-/// be logging out the same user from the previous run.
+/// How long a login keeps retrying "account in use" (the server may still
+/// be logging out the same user from the previous run) and "server busy".
 const IN_USE_RETRY: Duration = Duration::from_secs(60);
+/// How long a connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A new connection to `addr` with `TCP_NODELAY` (the bench's frames are
+/// small and each is waited for).
+pub fn dial(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    Ok(stream)
+}
 
 /// A blocking request/reply client.
 pub struct SyncClient {
     stream: TcpStream,
     /// Bytes read past the last frame returned.
     buf: Vec<u8>,
+    /// The resume token of its last successful login, if the server sent one.
+    token: Option<String>,
 }
 
 impl SyncClient {
     pub fn connect(addr: SocketAddr) -> Result<SyncClient, String> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let stream = dial(addr)?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| format!("read timeout: {e}"))?;
-        Ok(SyncClient { stream, buf: Vec::new() })
+        Ok(SyncClient { stream, buf: Vec::new(), token: None })
+    }
+
+    /// The resume token its login got (see [`login`]).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// Sends `request` and returns the first reply with msgid `expect`,
@@ -200,15 +216,21 @@ pub fn users(addr: SocketAddr, count: usize, conc: usize, file: Option<&Path>) -
     Ok(ids)
 }
 
-/// Logs user `id` in on a new connection to `addr`.
+/// Logs user `id` in with the password on a new connection to `addr`,
+/// keeping the resume token the LOGIN_ACK carries.
 pub fn login(addr: SocketAddr, id: i32) -> Result<SyncClient, String> {
     let mut client = SyncClient::connect(addr)?;
     let started = Instant::now();
     loop {
         let ack = client.request(&json!({"msgid": msgid::LOGIN, "id": id, "password": PASSWORD}), msgid::LOGIN_ACK)?;
         match ack["errno"].as_i64() {
-            Some(0) => return Ok(client),
-            Some(2) if started.elapsed() < IN_USE_RETRY => std::thread::sleep(Duration::from_millis(200)),
+            Some(0) => {
+                client.token = ack["token"].as_str().map(String::from);
+                return Ok(client);
+            }
+            Some(errno::IN_USE | errno::BUSY) if started.elapsed() < IN_USE_RETRY => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             Some(1) => {
                 return Err(format!(
                     "user {id} cannot log in ({ack}); if it came from --users-file, that file belongs to another database: delete it"

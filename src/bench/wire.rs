@@ -16,9 +16,23 @@ pub const ID: &[u8] = b"\"id\":";
 pub const TOID: &[u8] = b"\"toid\":";
 pub const GROUPID: &[u8] = b"\"groupid\":";
 pub const MSG: &[u8] = b"\"msg\":\"";
+pub const TOKEN: &[u8] = b"\"token\":\"";
 
 /// Message ids of SPEC §2, shared with the server and the client.
 pub use crate::msgid;
+
+/// The error numbers (SPEC §2) the bench reacts to, taken from the
+/// service's own table so the two cannot drift apart.
+pub mod errno {
+    use crate::service::protocol::Errno;
+
+    /// LOGIN: already logged in (or still being taken offline).
+    pub const IN_USE: i64 = Errno::InUse as i64;
+    /// Flood control refused the message.
+    pub const RATE_LIMITED: i64 = Errno::RateLimited as i64;
+    /// Server busy (too many password checks waiting): try again later.
+    pub const BUSY: i64 = Errno::Busy as i64;
+}
 
 /// Position just past the first occurrence of `key` in `frame`.
 fn after(frame: &[u8], key: &[u8]) -> Option<usize> {
@@ -53,12 +67,32 @@ pub fn int_field(frame: &[u8], key: &[u8]) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
-/// The raw bytes of the string value of [`MSG`], up to the next quote. The
-/// bench's own payloads never contain escapes, so no unescaping is needed.
-pub fn msg_field(frame: &[u8]) -> Option<&[u8]> {
-    let start = after(frame, MSG)?;
+/// The raw bytes of the string value of `key` (given with its quotes,
+/// colon and opening quote, e.g. [`MSG`]), up to the next quote: no
+/// unescaping, so only for values that never hold escapes.
+pub fn str_field<'a>(frame: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let start = after(frame, key)?;
     let len = frame[start..].iter().position(|&b| b == b'"')?;
     Some(&frame[start..start + len])
+}
+
+/// The stamp text of a chat frame: the bench's own payloads never contain
+/// escapes.
+pub fn msg_field(frame: &[u8]) -> Option<&[u8]> {
+    str_field(frame, MSG)
+}
+
+/// The resume token of a LOGIN_ACK, if it has a [`usable_token`].
+pub fn token_field(frame: &[u8]) -> Option<&[u8]> {
+    str_field(frame, TOKEN).and_then(usable_token)
+}
+
+/// `token`, if the bench can send it back in a LOGIN as it is: SPEC §2
+/// makes a token URL-safe text of at most 64 characters, so anything else
+/// (which would need escaping) is not taken.
+pub fn usable_token(token: &[u8]) -> Option<&[u8]> {
+    let url_safe = |b: &u8| b.is_ascii_alphanumeric() || b"-_.~".contains(b);
+    (!token.is_empty() && token.len() <= 64 && token.iter().all(url_safe)).then_some(token)
 }
 
 /// What the bench puts in every chat message: who sent it, its number, and
@@ -115,9 +149,29 @@ pub fn group_chat(out: &mut Vec<u8>, groupid: i32, stamp: Stamp, pad_to: usize) 
     out.extend_from_slice(b"\"}\0");
 }
 
-/// Appends a LOGIN for `id` and its terminator.
-pub fn login(out: &mut Vec<u8>, id: i32, password: &str) {
-    let _ = write!(out, "{{\"msgid\":1,\"id\":{id},\"password\":\"{password}\"}}\0");
+/// What a LOGIN proves itself with.
+#[derive(Clone, Copy, Debug)]
+pub enum Secret<'a> {
+    /// The bench's password (plain text without escapes).
+    Password(&'a str),
+    /// A resume token from an earlier LOGIN_ACK, as [`token_field`] gave it.
+    Token(&'a [u8]),
+}
+
+/// Appends a LOGIN for `id` with `secret` and its terminator.
+pub fn login(out: &mut Vec<u8>, id: i32, secret: Secret<'_>) {
+    let _ = write!(out, "{{\"msgid\":1,\"id\":{id},");
+    match secret {
+        Secret::Password(password) => {
+            let _ = write!(out, "\"password\":\"{password}\"}}");
+        }
+        Secret::Token(token) => {
+            out.extend_from_slice(b"\"token\":\"");
+            out.extend_from_slice(token);
+            out.extend_from_slice(b"\"}");
+        }
+    }
+    out.push(0);
 }
 
 /// Appends a PING.
@@ -163,5 +217,25 @@ mod tests {
         assert_eq!(Stamp::parse(msg_field(&out).unwrap()), Some(stamp));
         assert_eq!(Stamp::parse(b"1.2"), None);
         assert_eq!(Stamp::parse(b"1.x.3."), None);
+    }
+
+    #[test]
+    fn logins_carry_a_password_or_the_token_a_login_ack_gave() {
+        let token = "0123456789abcdef".repeat(4);
+        let ack = format!(r#"{{"errno":0,"id":5,"msgid":2,"name":"n","token":"{token}"}}"#);
+        let got = token_field(ack.as_bytes()).unwrap();
+        assert_eq!(got, token.as_bytes());
+        let mut out = Vec::new();
+        login(&mut out, 5, Secret::Token(got));
+        login(&mut out, 6, Secret::Password("pw"));
+        let frames: Vec<serde_json::Value> =
+            out.split(|&b| b == 0).filter(|f| !f.is_empty()).map(|f| serde_json::from_slice(f).unwrap()).collect();
+        assert_eq!(frames[0], serde_json::json!({"msgid": 1, "id": 5, "token": token}));
+        assert_eq!(frames[1], serde_json::json!({"msgid": 1, "id": 6, "password": "pw"}));
+        // None, or one that would need escaping in a LOGIN, is not taken.
+        assert_eq!(token_field(br#"{"errno":0,"msgid":2}"#), None);
+        assert_eq!(token_field(br#"{"token":"a\"b"}"#), None);
+        assert_eq!(token_field(br#"{"token":""}"#), None);
+        assert_eq!(token_field(br#"{"token":"a b"}"#), None);
     }
 }

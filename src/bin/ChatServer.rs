@@ -11,10 +11,15 @@ use chatserver::config::{ServerConfig, USAGE};
 use chatserver::db::{Pool, schema};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
 use chatserver::service::router::BusSink;
-use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts};
+use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts, Priority};
 
 /// Threads that store messages in order, each for a share of the users.
 const LANES: usize = 4;
+/// Threads checking passwords: at most this many 19 MiB argon2 blocks live,
+/// and at a lower priority than everything else.
+const HASHING_THREADS: usize = 2;
+/// How long a stopping server waits for others to acknowledge what it sent.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 /// How long a request waits for a MySQL connection before answering 500.
 const DB_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,7 +57,10 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let bus = Bus::new(&config.redis_url, &namespace, &server_id).map_err(|e| e.to_string())?;
 
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
-    let jobs = Jobs::new(config.db_pool).map_err(|e| format!("cannot start job threads: {e}"))?;
+    let jobs =
+        Jobs::new(config.db_pool, "job", Priority::Normal).map_err(|e| format!("cannot start job threads: {e}"))?;
+    let hashing = Jobs::new(HASHING_THREADS, "hash", Priority::Background)
+        .map_err(|e| format!("cannot start hashing threads: {e}"))?;
     let lanes = Lanes::new(LANES).map_err(|e| format!("cannot start lane threads: {e}"))?;
     let ctx = Ctx::new(Parts {
         db: pool,
@@ -60,6 +68,8 @@ fn run(config: ServerConfig) -> Result<(), String> {
         bus: bus.clone(),
         remote: remote.clone(),
         jobs,
+        hashing,
+        token_ttl: config.token_ttl,
         lanes,
         limits: config.limits,
     });
@@ -73,24 +83,21 @@ fn run(config: ServerConfig) -> Result<(), String> {
 
     let stop = StopHandle::new().map_err(|e| e.to_string())?;
     let on_signal = stop.clone();
-    let bus_on_signal = bus.clone();
-    ctrlc::set_handler(move || {
-        // Stop listening first: what other servers send to this server's
-        // users from now on is not acknowledged, and comes back to them to
-        // be stored once this server is gone from the `server` table.
-        bus_on_signal.stop_listening();
-        on_signal.stop();
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    ctrlc::set_handler(move || on_signal.stop()).map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
     println!("ChatServer listening on {addr}");
     let _ = std::io::stdout().flush();
     server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string())?;
 
     heartbeat.stop();
+    ctx.hashing.shutdown();
     ctx.jobs.shutdown();
     ctx.lanes.shutdown();
     let marked = service.mark_all_offline().map_err(|e| format!("could not mark this server's users offline: {e}"));
+    // What this server sent to others and they have not taken yet is stored
+    // (what comes for its users from now on is not acknowledged: it goes
+    // back to its senders, who store it once this server is gone).
+    service.store_unacknowledged(bus.drain(SHUTDOWN_DRAIN));
     bus.stop();
     println!("ChatServer stopped; {} users marked offline", marked?);
     Ok(())

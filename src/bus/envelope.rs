@@ -2,6 +2,8 @@
 //!
 //! - data to a server's inbox: `D <origin> <seq> <floor> <to> <k|p><hops>\n<frame>`
 //! - acknowledgement to a server's inbox: `A <from> <upto> [<seq> ...]`
+//! - a session taken over: `K <from> <user>` to the inbox of the server
+//!   that held it
 //! - presence on the cluster channel: `+ <server> <user> ...` (logged in
 //!   there) and `- <server> <user> ...` (left it)
 //!
@@ -17,6 +19,11 @@ pub enum Envelope<'a> {
         from: &'a str,
         upto: u64,
         also: Vec<u64>,
+    },
+    /// `from` took over `user`'s session on this server.
+    Replaced {
+        from: &'a str,
+        user: i32,
     },
     /// `server` holds these users now (`online`) or no longer (`!online`).
     Presence {
@@ -59,6 +66,10 @@ pub fn ack(from: &str, upto: u64, also: &[u64]) -> String {
     text
 }
 
+pub fn replaced(from: &str, user: i32) -> String {
+    format!("K {from} {user}")
+}
+
 pub fn presence(server: &str, online: bool, users: &[i32]) -> String {
     let mut text = format!("{} {server}", if online { '+' } else { '-' });
     for user in users {
@@ -93,6 +104,11 @@ pub fn parse(payload: &str) -> Option<Envelope<'_>> {
             let upto = words.next()?.parse().ok()?;
             let also = words.map(|w| w.parse().ok()).collect::<Option<Vec<u64>>>()?;
             Some(Envelope::Ack { from, upto, also })
+        }
+        "K" => {
+            let from = words.next()?;
+            let user = words.next()?.parse().ok()?;
+            Some(Envelope::Replaced { from, user })
         }
         sign @ ("+" | "-") => {
             let server = words.next()?;

@@ -20,9 +20,13 @@ use super::resp::{self, Reply};
 /// How often the link thread wakes to flush, and to run the bus's timers.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Reconnect back-off bounds; the back-off starts again after a connection
-/// that worked.
+/// that stayed up for [`GOOD_SESSION`]. Kept short: messages wait for the
+/// link, and a local Redis costs little to try.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// A connection that lasted this long worked; one that failed sooner (a
+/// Redis that accepts and then refuses, say NOAUTH) counts as a failure.
+const GOOD_SESSION: Duration = Duration::from_secs(1);
 /// Bytes kept for a Redis that stopped reading (paused, or slow) before the
 /// link gives up on the connection; the bus resends what is unacknowledged.
 const MAX_PENDING: usize = 64 << 20;
@@ -71,7 +75,9 @@ impl Link {
     }
 
     /// Writes RESP commands in the order of the calls; false when no
-    /// connection is up (nothing was written). Never blocks on the network.
+    /// connection is up (nothing was written). True does not mean Redis got
+    /// them: a failed write is dropped here and found by the link thread,
+    /// and what mattered is sent again (unacknowledged). Never blocks.
     pub fn write(&self, bytes: &[u8]) -> bool {
         let mut state = self.state.lock();
         let Some(stream) = state.stream.clone() else { return false };
@@ -104,16 +110,23 @@ impl Link {
                 continue;
             }
             self.state.lock().stream = Some(Arc::clone(&stream));
-            backoff = MIN_BACKOFF;
             events.link_up();
+            let started = Instant::now();
             let why = self.serve(&stream, events);
             {
                 let mut state = self.state.lock();
                 state.stream = None;
                 state.pending.clear();
             }
-            if !self.stopping.load(Ordering::Relaxed) {
-                events.link_down(&why);
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
+            events.link_down(&why);
+            if started.elapsed() >= GOOD_SESSION {
+                backoff = MIN_BACKOFF;
+            } else {
+                self.wait(backoff, events);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

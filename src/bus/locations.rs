@@ -63,9 +63,11 @@ impl Locations {
         *self.users.write() = fresh;
     }
 
-    /// Forgets a dead server's users.
+    /// Forgets a dead server and its users; it is not heard of again (a
+    /// restarted server has a new id).
     pub fn forget(&self, server: &str) {
         self.users.write().retain(|_, s| &**s != server);
+        self.servers.write().remove(server);
     }
 
     /// Servers first heard of before `when`.

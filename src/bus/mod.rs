@@ -24,7 +24,7 @@ mod outbound;
 mod resp;
 mod subscriber;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -66,6 +66,8 @@ pub trait Sink: Send + Sync + 'static {
     fn reroute(&self, messages: Vec<Outgoing>);
     /// Redis is back: read again who is where, and announce who is here.
     fn resync(&self);
+    /// Another server took over `user`'s session (a token login there).
+    fn replaced(&self, user: i32);
 }
 
 /// A handle to the bus; cheap to clone.
@@ -97,6 +99,8 @@ struct Core {
     outage_logged: AtomicBool,
     /// Once stopped, nothing is sent.
     stopped: AtomicBool,
+    /// Users with messages pending in `outbound` (see [`OutboundGuard`]).
+    routed: AtomicUsize,
 }
 
 impl Bus {
@@ -121,6 +125,7 @@ impl Bus {
             sink: OnceLock::new(),
             outage_logged: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            routed: AtomicUsize::new(0),
         };
         Ok(Bus { core: Arc::new(core) })
     }
@@ -134,12 +139,6 @@ impl Bus {
         self.core.link.start(Arc::clone(&events) as Arc<dyn LinkEvents>).map_err(BusError::Thread)?;
         self.core.subscriber.start(events as Arc<dyn SubEvents>).map_err(BusError::Thread)?;
         Ok(())
-    }
-
-    /// Stops listening (a stopping server takes nothing more); sending
-    /// goes on until [`Bus::stop`].
-    pub fn stop_listening(&self) {
-        self.core.subscriber.stop();
     }
 
     /// Stops sending and listening (at the end of a shutdown).
@@ -184,6 +183,23 @@ impl Bus {
         homeless
     }
 
+    /// For a message of this server's to a user who is here now: if
+    /// messages of this server's to them are still on their way to the
+    /// server they came from, this one waits behind those (and is given
+    /// back through [`Sink::reroute`] once they are resolved), so it cannot
+    /// overtake them. `Err` gives it back at once when nothing is pending.
+    pub fn hold_if_pending(&self, message: Outgoing) -> Result<(), Outgoing> {
+        if !self.any_pending() {
+            return Err(message);
+        }
+        self.core.out().hold(message)
+    }
+
+    /// Whether any user has messages pending (one atomic load).
+    pub fn any_pending(&self) -> bool {
+        self.core.routed.load(Ordering::Relaxed) > 0
+    }
+
     /// Writes what was queued, in one write.
     pub fn flush(&self) {
         self.core.with_outbound(|_| Vec::new());
@@ -200,7 +216,7 @@ impl Bus {
         if acks.is_empty() {
             return;
         }
-        let mut outbound = self.core.outbound.lock();
+        let mut outbound = self.core.out();
         for ack in acks {
             let text = envelope::ack(&self.core.me, ack.upto, &ack.also);
             outbound.push_command(&[b"PUBLISH", inbox(&self.core.namespace, &ack.origin).as_bytes(), text.as_bytes()]);
@@ -214,7 +230,16 @@ impl Bus {
             return;
         }
         let text = envelope::presence(&self.core.me, online, users);
-        self.core.outbound.lock().push_command(&[b"PUBLISH", self.core.presence.as_bytes(), text.as_bytes()]);
+        self.core.out().push_command(&[b"PUBLISH", self.core.presence.as_bytes(), text.as_bytes()]);
+        self.flush();
+    }
+
+    /// Tells `server` that `user`'s session there is replaced by one here.
+    /// Best effort: if it is lost, that server's heartbeat finds the
+    /// `online` row is no longer its own and ends the session within 3 s.
+    pub fn replace_session(&self, server: &str, user: i32) {
+        let text = envelope::replaced(&self.core.me, user);
+        self.core.out().push_command(&[b"PUBLISH", inbox(&self.core.namespace, server).as_bytes(), text.as_bytes()]);
         self.flush();
     }
 
@@ -238,8 +263,7 @@ impl Bus {
             .collect();
         let mut back = Vec::new();
         for server in dead {
-            self.core.locations.forget(&server);
-            back.extend(self.core.outbound.lock().dead(&server));
+            back.extend(self.server_dead(&server));
         }
         self.core.give_back(back);
     }
@@ -249,22 +273,63 @@ impl Bus {
     /// first, for the caller to store before its users are released.
     pub fn server_dead(&self, server: &str) -> Vec<Outgoing> {
         self.core.locations.forget(server);
-        self.core.outbound.lock().dead(server)
+        self.core.out().dead(server)
+    }
+
+    /// At shutdown: waits up to `wait` for what was sent to be
+    /// acknowledged, then returns what still is not (to be stored).
+    pub fn drain(&self, wait: std::time::Duration) -> Vec<Outgoing> {
+        let until = Instant::now() + wait;
+        while self.in_flight() > 0 && Instant::now() < until {
+            std::thread::sleep(link::TICK);
+        }
+        self.core.out().take_all()
     }
 
     /// Messages sent and not yet acknowledged, or waiting.
     pub fn in_flight(&self) -> usize {
-        self.core.outbound.lock().in_flight()
+        self.core.out().in_flight()
+    }
+}
+
+/// The outbound state under its lock; on release it publishes how many
+/// users have messages pending, so that the common case (none) costs local
+/// deliveries one atomic load (see [`Bus::hold_if_pending`]).
+struct OutboundGuard<'a> {
+    guard: parking_lot::MutexGuard<'a, Outbound>,
+    routed: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for OutboundGuard<'_> {
+    type Target = Outbound;
+    fn deref(&self) -> &Outbound {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for OutboundGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Outbound {
+        &mut self.guard
+    }
+}
+
+impl Drop for OutboundGuard<'_> {
+    fn drop(&mut self) {
+        self.routed.store(self.guard.routed_users(), Ordering::Relaxed);
     }
 }
 
 impl Core {
+    fn out(&self) -> OutboundGuard<'_> {
+        OutboundGuard { guard: self.outbound.lock(), routed: &self.routed }
+    }
+
     /// Encodes each message for its destination under the outbound lock;
     /// returns those with nowhere to go.
     fn queue(&self, messages: impl Iterator<Item = (Option<Arc<str>>, Outgoing)>) -> Vec<Outgoing> {
         let now = Instant::now();
         let mut homeless = Vec::new();
-        let mut outbound = self.outbound.lock();
+        let mut outbound = self.out();
         for (dest, msg) in messages {
             if let Err(msg) = outbound.send(dest.as_ref(), msg, now) {
                 homeless.push(msg);
@@ -284,7 +349,7 @@ impl Core {
     /// what `f` returned.
     fn with_outbound(&self, f: impl FnOnce(&mut Outbound) -> Vec<Outgoing>) {
         let back = {
-            let mut outbound = self.outbound.lock();
+            let mut outbound = self.out();
             let back = f(&mut outbound);
             let wire = outbound.take_wire();
             self.write(&wire);
@@ -317,7 +382,7 @@ impl LinkEvents for Core {
     }
 
     fn link_down(&self, _why: &str) {
-        self.outbound.lock().down(Instant::now());
+        self.out().down(Instant::now());
     }
 
     fn tick(&self, now: Instant) {
@@ -359,18 +424,29 @@ impl SubEvents for Core {
                             hops: d.hops,
                             tag: Tag { origin, seq: d.seq },
                         }),
-                        Verdict::Duplicate { reack: Some(upto) } => reacks.push((origin, upto)),
+                        Verdict::Duplicate { reack: Some(upto) } => {
+                            // One per origin and batch, however many resends came.
+                            match reacks.iter_mut().find(|(o, _)| *o == origin) {
+                                Some(entry) => entry.1 = entry.1.max(upto),
+                                None => reacks.push((origin, upto)),
+                            }
+                        }
                         Verdict::Duplicate { reack: None } | Verdict::Gap => {}
                     }
                 }
                 Some(Envelope::Ack { from, upto, also }) => {
-                    back.extend(self.outbound.lock().acked(from, upto, &also, &self.locate(), now));
+                    back.extend(self.out().acked(from, upto, &also, &self.locate(), now));
                 }
                 Some(Envelope::Presence { server, online, users }) if server != &*self.me => {
                     if online {
                         self.locations.online(server, &users);
                     } else {
                         self.locations.offline(server, &users);
+                    }
+                }
+                Some(Envelope::Replaced { user, .. }) => {
+                    if let Some(sink) = self.sink.get() {
+                        sink.replaced(user);
                     }
                 }
                 Some(Envelope::Presence { .. }) | None => {}

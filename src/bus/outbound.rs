@@ -1,11 +1,12 @@
 //! What this server sent to others and they have not acknowledged yet.
 //!
 //! Each destination server gets a numbered stream. A message stays here
-//! until the destination acknowledges it (it wrote it to its user, stored
-//! it, or forwarded it), and is sent again if no acknowledgement comes;
+//! until the destination acknowledges it (its user's socket took it, or it
+//! was stored or forwarded), and is sent again if no acknowledgement comes;
 //! the destination drops what it already has, by number. A message is
-//! given back to the service (to be stored) only when its destination is
-//! dead, or Redis has been gone too long: never while it may still arrive.
+//! given back to the service (to be stored) when its destination is dead,
+//! when Redis has been gone too long, or when the destination has been
+//! silent far too long.
 //!
 //! Order per receiving user: while a user's messages to one server are
 //! unacknowledged, their later messages for another server (the user moved)
@@ -23,12 +24,14 @@ use super::resp;
 const RTO: Duration = Duration::from_millis(300);
 const MAX_RTO: Duration = Duration::from_secs(2);
 /// With Redis gone this long, what waits is given back to be stored: a
-/// Redis restart rides through; an outage does not hold messages hostage.
-pub const DOWN_GIVE_BACK: Duration = Duration::from_secs(3);
+/// restart of a few seconds rides through (the link retries every 0.5 s at
+/// most); a longer outage does not hold messages hostage.
+pub const DOWN_GIVE_BACK: Duration = Duration::from_secs(5);
 /// A destination that acknowledges nothing for this long, with Redis up
-/// here (it cannot hear Redis, or it hangs), has its messages given back:
-/// far longer than any pause a failover makes.
-const SILENT_GIVE_BACK: Duration = Duration::from_secs(15);
+/// here (it cannot hear Redis, or it hangs, or cannot store), has its
+/// messages given back to be stored: far longer than any pause a failover
+/// makes. (Should it deliver them after all, its user sees them twice.)
+const SILENT_GIVE_BACK: Duration = Duration::from_secs(30);
 
 /// A message for a user on another server.
 #[derive(Clone, Debug)]
@@ -221,9 +224,7 @@ impl Outbound {
             if now.duration_since(since) < DOWN_GIVE_BACK {
                 return Vec::new();
             }
-            let dests: Vec<Arc<str>> = self.streams.keys().cloned().collect();
-            let mut back: Vec<Outgoing> = dests.iter().flat_map(|d| self.give_up(d)).collect();
-            back.extend(self.routes.drain().flat_map(|(_, r)| r.held));
+            let mut back = self.take_all();
             // Counted as forwarded already: the store keeps them rather
             // than handing them back to a bus that is down.
             for msg in &mut back {
@@ -241,7 +242,21 @@ impl Outbound {
                 stream.rto = (stream.rto * 2).min(MAX_RTO);
             }
         }
-        silent.iter().flat_map(|dest| self.dead(dest)).collect()
+        let mut back: Vec<Outgoing> = silent.iter().flat_map(|dest| self.dead(dest)).collect();
+        // Stored, not forwarded: their server is alive, just silent.
+        for msg in &mut back {
+            msg.hops = msg.hops.max(1);
+        }
+        back
+    }
+
+    /// Everything unacknowledged or waiting, oldest first per destination
+    /// (at shutdown, when nothing more will be acknowledged).
+    pub fn take_all(&mut self) -> Vec<Outgoing> {
+        let dests: Vec<Arc<str>> = self.streams.keys().cloned().collect();
+        let mut back: Vec<Outgoing> = dests.iter().flat_map(|d| self.give_up(d)).collect();
+        back.extend(self.routes.drain().flat_map(|(_, r)| r.held));
+        back
     }
 
     /// `dest` is dead: everything for it comes back, oldest first, followed
@@ -263,6 +278,22 @@ impl Outbound {
         let Some(stream) = self.streams.get_mut(dest) else { return Vec::new() };
         stream.acked = stream.next_seq - 1;
         stream.unacked.drain(..).map(|m| m.msg).collect()
+    }
+
+    /// Holds `msg` behind its user's pending messages, if they have any.
+    pub fn hold(&mut self, msg: Outgoing) -> Result<(), Outgoing> {
+        match self.routes.get_mut(&msg.to) {
+            Some(route) => {
+                route.held.push_back(msg);
+                Ok(())
+            }
+            None => Err(msg),
+        }
+    }
+
+    /// How many users have messages pending.
+    pub fn routed_users(&self) -> usize {
+        self.routes.len()
     }
 
     /// Appends a command of the caller's (an acknowledgement, a presence
@@ -354,6 +385,21 @@ mod tests {
         let y2 = y.clone();
         assert!(out.acked("x", 1, &[], &move |_| Some(y2.clone()), now).is_empty());
         assert!(String::from_utf8(out.take_wire()).unwrap().contains("D me 2 1 1 k0\nsecond"));
+    }
+
+    #[test]
+    fn a_user_who_came_here_gets_local_messages_after_those_still_on_their_way() {
+        let now = Instant::now();
+        let mut out = Outbound::new("me".into(), "ns".into());
+        up(&mut out, now);
+        let x: Arc<str> = "x".into();
+        out.send(Some(&x), msg(1, "first, to x"), now).unwrap();
+        assert!(out.hold(msg(1, "second, local")).is_ok(), "not held behind the first");
+        assert!(out.hold(msg(2, "no one pending")).is_err());
+        // x takes the first (forwarding it here); the second comes back.
+        let back: Vec<String> = out.acked("x", 1, &[], &|_| None, now).iter().map(|m| m.frame.to_string()).collect();
+        assert_eq!(back, ["second, local"]);
+        assert_eq!(out.routed_users(), 0);
     }
 
     #[test]

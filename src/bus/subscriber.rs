@@ -18,7 +18,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Reconnect back-off bounds; the back-off starts again once a connection
 /// has subscribed.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What the subscriber tells the bus.
 pub trait SubEvents: Send + Sync + 'static {
@@ -115,6 +115,9 @@ impl Subscriber {
                 match resp::parse(&buf[used..]) {
                     Ok(Some((reply, n))) => {
                         used += n;
+                        if let resp::Reply::Error(why) = &reply {
+                            return format!("Redis refused to subscribe: {}", String::from_utf8_lossy(why));
+                        }
                         let Some(mut parts) = reply.into_push() else { continue };
                         if parts.len() != 3 {
                             continue;

@@ -137,13 +137,20 @@ pub fn login(ack: &Value) -> Vec<String> {
         }
     }
     lines.push("======================================================".to_string());
-    for stored in list(ack, "offlinemsg") {
-        lines.push(match nested(stored) {
+    lines.extend(stored(ack));
+    lines
+}
+
+/// The offline messages a LOGIN_ACK carries, each as it would have been
+/// printed live.
+pub fn stored(ack: &Value) -> Vec<String> {
+    list(ack, "offlinemsg")
+        .iter()
+        .map(|stored| match nested(stored) {
             Ok(m) => push(&m).unwrap_or_else(|| m.to_string()),
             Err(raw) => raw,
-        });
-    }
-    lines
+        })
+        .collect()
 }
 
 /// The `help` table.

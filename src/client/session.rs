@@ -4,7 +4,11 @@
 //! - the main thread reads standard input, sends requests and, for those
 //!   that get an ACK, waits for it on a channel;
 //! - the reader thread splits what the server sends into frames, prints
-//!   pushed messages at once and hands ACKs to the main thread;
+//!   pushed messages at once and hands ACKs to the main thread; when the
+//!   connection drops while a user is logged in, it reconnects (back-off
+//!   from 0.2 s doubling to 5 s; through nginx that reaches a surviving
+//!   server), logs in again with the session's resume token and swaps the
+//!   new socket in, while the main thread refuses what is typed meanwhile;
 //! - a pinger sends PING every minute so the server's idle timeout never
 //!   cuts a client that is alive but quiet.
 
@@ -30,6 +34,16 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Well under the server's default idle timeout of 300 s.
 const PING_EVERY: Duration = Duration::from_secs(60);
+/// Reconnect back-off: the first try, and the longest wait between tries.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How long a reconnect's token LOGIN may take before the next try.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handed to a request waiting for its ACK when the connection drops (no
+/// msgid of the protocol is negative).
+const DISCONNECTED: i64 = -1;
+/// Said for a line typed while the client reconnects.
+const NOT_CONNECTED: &str = "[ERROR]: not connected to the server (reconnecting); that was not sent";
 
 /// Why the menus stopped; each ends the client with status 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +61,9 @@ enum Reply {
     /// An ERROR frame that arrived while waiting: the server refused.
     Error(Value),
     Timeout,
+    /// The connection is down: the request was not sent, or its answer is
+    /// lost with the connection.
+    NotConnected,
 }
 
 /// What the reader does with one frame from the server.
@@ -85,10 +102,16 @@ struct Me {
     name: String,
 }
 
-/// The writing half of the connection, shared by the main thread and the
-/// pinger; the lock keeps each frame whole on the wire.
+/// The writing half of the connection, shared by the main thread, the
+/// pinger and the reader (which swaps in a new socket after a reconnect);
+/// the lock keeps each frame whole on the wire.
 struct Connection {
     stream: Mutex<TcpStream>,
+    /// False while the connection is down and the reader reconnects.
+    up: AtomicBool,
+    /// The logged-in user's id and resume token: what a reconnect logs in
+    /// with. None before login and after `loginout`.
+    resume: Mutex<Option<(i64, String)>>,
 }
 
 impl Connection {
@@ -97,6 +120,18 @@ impl Connection {
         // itself is still usable.
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
         stream.write_all(&wire::encode(msg))
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    fn resume(&self) -> Option<(i64, String)> {
+        self.resume.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_resume(&self, resume: Option<(i64, String)>) {
+        *self.resume.lock().unwrap_or_else(|e| e.into_inner()) = resume;
     }
 }
 
@@ -107,7 +142,7 @@ pub fn run(target: &Target) -> ! {
         Ok(stream) => stream,
         Err(reason) => term::fail(&format!("cannot connect to {target}: {reason}; is ChatServer running?"), 1),
     };
-    match start(stream) {
+    match start(stream, target.clone()) {
         Ok(mut session) => match session.main_menu() {
             Exit::Quit => term::finish("bye", 0),
             Exit::EndOfInput => term::finish("end of input, bye", 0),
@@ -132,7 +167,7 @@ fn connect(target: &Target) -> Result<TcpStream, String> {
     Err(last)
 }
 
-fn start(stream: TcpStream) -> io::Result<Session> {
+fn start(stream: TcpStream, target: Target) -> io::Result<Session> {
     // Typed messages are small and should leave at once, not wait for Nagle;
     // failing to set it only costs latency.
     let _ = stream.set_nodelay(true);
@@ -140,24 +175,49 @@ fn start(stream: TcpStream) -> io::Result<Session> {
     let (acks_tx, acks) = mpsc::channel();
     let waiting = Arc::new(AtomicBool::new(false));
     let reader_waiting = Arc::clone(&waiting);
-    thread::Builder::new().name("reader".into()).spawn(move || read_server(reading, &acks_tx, &reader_waiting))?;
-    let conn = Arc::new(Connection { stream: Mutex::new(stream) });
+    let conn = Arc::new(Connection { stream: Mutex::new(stream), up: AtomicBool::new(true), resume: Mutex::new(None) });
+    let reader_conn = Arc::clone(&conn);
+    thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || read_server(reading, &reader_conn, &target, &acks_tx, &reader_waiting))?;
     let pinger_conn = Arc::clone(&conn);
     thread::Builder::new().name("pinger".into()).spawn(move || ping_forever(&pinger_conn))?;
     Ok(Session { conn, acks, waiting, input: Input::default() })
 }
 
 /// The reader thread: frames in, lines out or replies handed over. When
-/// the server goes away it ends the whole client.
-fn read_server(mut stream: TcpStream, acks: &Sender<Value>, waiting: &AtomicBool) {
+/// the server goes away it reconnects if a user is logged in, and ends the
+/// whole client if not.
+fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: &Sender<Value>, waiting: &AtomicBool) {
+    loop {
+        read_frames(&mut stream, acks, waiting);
+        let Some((id, token)) = conn.resume() else { term::finish("server closed the connection", 0) };
+        conn.up.store(false, Ordering::SeqCst);
+        // A request waiting for its ACK will not get it on this connection.
+        let _ = acks.send(json!({ "msgid": DISCONNECTED }));
+        term::line(&format!("[connection lost] reconnecting to {target} ..."));
+        let (fresh, ack) = reconnect(target, id, &token);
+        let Ok(writing) = fresh.try_clone() else { continue };
+        *conn.stream.lock().unwrap_or_else(|e| e.into_inner()) = writing;
+        conn.set_resume(Some((id, format::text(&ack, "token"))));
+        conn.up.store(true, Ordering::SeqCst);
+        let mut lines = vec!["reconnected".to_string()];
+        lines.extend(format::stored(&ack));
+        term::lines(&lines);
+        stream = fresh;
+    }
+}
+
+/// Reads and routes frames until the connection ends.
+fn read_frames(stream: &mut TcpStream, acks: &Sender<Value>, waiting: &AtomicBool) {
     let mut decoder = FrameDecoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return,
             Ok(n) => decoder.push(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(_) => return,
         }
         loop {
             let frame = match decoder.next_frame() {
@@ -187,15 +247,69 @@ fn read_server(mut stream: TcpStream, acks: &Sender<Value>, waiting: &AtomicBool
             }
         }
     }
-    term::finish("server closed the connection", 0)
+}
+
+/// Connects again and logs in with the token, waiting 0.2 s, then twice as
+/// long after each failure up to 5 s, until it works; returns the new
+/// socket and its LOGIN_ACK. A refused token (expired, revoked) ends the
+/// client: the user must log in with the password again.
+fn reconnect(target: &Target, id: i64, token: &str) -> (TcpStream, Value) {
+    let mut wait = FIRST_RETRY;
+    loop {
+        thread::sleep(wait);
+        wait = (wait * 2).min(MAX_RETRY);
+        let Ok(stream) = connect(target) else { continue };
+        match resume(stream, id, token) {
+            Ok(done) => return done,
+            Err(Some(reason)) => {
+                term::finish(&format!("could not log in again ({reason}); start the client and log in"), 1)
+            }
+            Err(None) => {}
+        }
+    }
+}
+
+/// Sends the token LOGIN on a new socket and reads its LOGIN_ACK. `Err`
+/// with a reason when the server refused the token, without one when it is
+/// worth trying again (the old session still closing, a busy or slow
+/// server, a connection lost again).
+fn resume(mut stream: TcpStream, id: i64, token: &str) -> Result<(TcpStream, Value), Option<String>> {
+    let _ = stream.set_nodelay(true);
+    stream.set_read_timeout(Some(RESUME_TIMEOUT)).map_err(|_| None)?;
+    stream.write_all(&wire::encode(&json!({ "msgid": wire::LOGIN, "id": id, "token": token }))).map_err(|_| None)?;
+    let mut decoder = FrameDecoder::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let ack = 'read: loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(n) => n,
+        };
+        decoder.push(&buf[..n]);
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            if let Some(msg) = wire::parse_frame(&frame)
+                && wire::msgid(&msg) == Some(wire::LOGIN_ACK)
+            {
+                break 'read msg;
+            }
+        }
+    };
+    match format::errno(&ack) {
+        0 => {
+            stream.set_read_timeout(None).map_err(|_| None)?;
+            Ok((stream, ack))
+        }
+        1 => Err(Some(format::ack_reason(&ack))),
+        _ => Err(None),
+    }
 }
 
 fn ping_forever(conn: &Connection) {
     loop {
         thread::sleep(PING_EVERY);
-        if conn.send(&json!({ "msgid": wire::PING })).is_err() {
-            // The reader notices the dead connection and ends the client.
-            return;
+        // A failure is the reader's to notice; the next PING goes out on
+        // the connection it makes.
+        if conn.is_up() {
+            let _ = conn.send(&json!({ "msgid": wire::PING }));
         }
     }
 }
@@ -214,8 +328,14 @@ impl Session {
         self.input.prompt(prompt).ok_or(Exit::EndOfInput)
     }
 
+    /// Sends `msg`; while the connection is down it is refused with a line
+    /// saying so, never kept to be sent later.
     fn send(&self, msg: &Value) -> Result<(), Exit> {
-        self.conn.send(msg).map_err(|_| Exit::ServerClosed)
+        if !self.conn.is_up() || self.conn.send(msg).is_err() {
+            // Logged in, the reader reconnects; else it ends the client.
+            term::line(NOT_CONNECTED);
+        }
+        Ok(())
     }
 
     /// Sends `msg` and waits for the ACK with msgid `expect` (or an ERROR).
@@ -223,8 +343,11 @@ impl Session {
         // Replies to earlier requests that timed out would be mistaken for
         // this one's.
         while self.acks.try_recv().is_ok() {}
+        if !self.conn.is_up() || self.conn.send(msg).is_err() {
+            return Ok(Reply::NotConnected);
+        }
         self.waiting.store(true, Ordering::SeqCst);
-        let reply = self.send(msg).and_then(|()| self.await_reply(expect));
+        let reply = self.await_reply(expect);
         self.waiting.store(false, Ordering::SeqCst);
         reply
     }
@@ -237,6 +360,7 @@ impl Session {
                 Ok(msg) => match wire::msgid(&msg) {
                     Some(id) if id == expect => return Ok(Reply::Ack(msg)),
                     Some(wire::ERROR) => return Ok(Reply::Error(msg)),
+                    Some(DISCONNECTED) => return Ok(Reply::NotConnected),
                     // A late ACK of an earlier request: not ours.
                     _ => continue,
                 },
@@ -280,7 +404,14 @@ impl Session {
                 term::lines(&format::login(&ack));
                 let me =
                     Me { id: ack.get("id").and_then(Value::as_i64).unwrap_or(id), name: format::text(&ack, "name") };
-                self.chat(&me)
+                // An older server sends no token: then a lost connection ends
+                // the client, as it always did.
+                if ack.get("token").and_then(Value::as_str).is_some() {
+                    self.conn.set_resume(Some((me.id, format::text(&ack, "token"))));
+                }
+                let done = self.chat(&me);
+                self.conn.set_resume(None);
+                done
             }
             // The original prints the server's reason as is, e.g.
             // `id or password is invalid!`.
@@ -310,9 +441,11 @@ impl Session {
         loop {
             let line = self.input.line().ok_or(Exit::EndOfInput)?;
             match command::parse_command(&line) {
+                Ok(Command::LoginOut) if !self.conn.is_up() => term::line(NOT_CONNECTED),
                 Ok(Command::LoginOut) => {
                     // The connection stays open for the next login, as in
-                    // the original.
+                    // the original. No reconnect once the server has it.
+                    self.conn.set_resume(None);
                     return self.send(&json!({ "msgid": wire::LOGOUT, "id": me.id }));
                 }
                 Ok(cmd) => self.execute(me, cmd)?,
@@ -373,6 +506,7 @@ fn failure(reply: &Reply) -> String {
     match reply {
         Reply::Error(msg) => format::error(msg),
         Reply::Timeout => format!("[ERROR]: no reply from the server within {} s", ACK_TIMEOUT.as_secs()),
+        Reply::NotConnected => NOT_CONNECTED.to_string(),
         Reply::Ack(ack) => format::ack_error(ack),
     }
 }

@@ -11,6 +11,7 @@ pub mod group_user;
 pub mod offline_message;
 pub mod online;
 pub mod server;
+pub mod token;
 pub mod user;
 
 pub use friend::Friend;

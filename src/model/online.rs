@@ -21,9 +21,16 @@ pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Durati
     if holder(conn, userid, server, alive)?.is_some() {
         return Ok(false);
     }
+    take(conn, userid, server)?;
+    Ok(true)
+}
+
+/// Claims `userid` for `server` whoever holds them (a takeover); run it
+/// under the user's row lock.
+pub fn take(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
     conn.exec_drop("REPLACE INTO online (userid, server) VALUES (?, ?)", (userid, server))?;
     conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (userid,))?;
-    Ok(true)
+    Ok(())
 }
 
 /// The live server holding `userid`, if any: one whose heartbeat is younger
@@ -102,13 +109,17 @@ pub fn release_many(conn: &mut impl Queryable, userids: &[i32], server: &str) ->
         let mut params: Vec<Value> = vec![Value::from(server)];
         params.extend(chunk.iter().map(|&id| Value::from(id)));
         let held: Vec<i32> =
-            conn.exec(format!("SELECT userid FROM online WHERE server = ? AND userid IN ({list})"), params.clone())?;
+            conn.exec(format!("SELECT userid FROM online WHERE server = ? AND userid IN ({list})"), params)?;
         if held.is_empty() {
             continue;
         }
-        conn.exec_drop(format!("DELETE FROM online WHERE server = ? AND userid IN ({list})"), params)?;
+        // By primary key only: a range of the `server` index would lock
+        // against the other lanes taking this server's other users offline
+        // at the same time. The user row locks keep these rows ours.
         let ids: Vec<Value> = held.iter().map(|&id| Value::from(id)).collect();
-        conn.exec_drop(format!("UPDATE user SET state = 'offline' WHERE id IN ({})", placeholders(held.len())), ids)?;
+        let held_list = placeholders(held.len());
+        conn.exec_drop(format!("DELETE FROM online WHERE userid IN ({held_list})"), ids.clone())?;
+        conn.exec_drop(format!("UPDATE user SET state = 'offline' WHERE id IN ({held_list})"), ids)?;
         released.extend(held);
     }
     Ok(released)

@@ -36,9 +36,15 @@ impl OutBuffer {
     /// Adds a mark reported once everything pushed so far has been written;
     /// what was pushed so far is exempt from the cap.
     pub fn push_mark(&mut self, mark: u64) {
+        self.exempt_end = self.push_counted_mark(mark);
+    }
+
+    /// Adds a mark reported once everything pushed so far has been written,
+    /// without exempting anything from the cap; returns its end offset.
+    pub fn push_counted_mark(&mut self, mark: u64) -> u64 {
         let end = self.written + (self.buf.len() - self.start) as u64;
         self.marks.push_back((end, mark));
-        self.exempt_end = end;
+        end
     }
 
     /// Unwritten bytes that count towards the cap.

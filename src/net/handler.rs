@@ -59,6 +59,14 @@ impl Outbox<'_> {
         self.out.push_mark(mark);
     }
 
+    /// Queues one frame and asks for [`Handler::written`] with `mark` once
+    /// the socket has taken it whole; unlike [`Outbox::send_marked`] it
+    /// counts towards the output cap.
+    pub fn send_tracked(&mut self, payload: &[u8], mark: u64) {
+        self.out.push_frame(payload);
+        self.out.push_counted_mark(mark);
+    }
+
     /// Closes the connection after what is queued has been written.
     pub fn close(&mut self) {
         self.close.get_or_insert(CloseReason::Requested);

@@ -47,6 +47,13 @@ pub(super) fn set_current_worker(index: usize) {
 #[must_use = "the loop must be woken with Remote::wake"]
 pub struct Wake(Option<usize>);
 
+impl Wake {
+    /// Nothing to wake (nothing was queued).
+    pub fn none() -> Wake {
+        Wake(None)
+    }
+}
+
 /// A cloneable handle to every loop's inbox.
 pub struct Remote<M> {
     /// One inbox per worker, indexed by `ConnId::worker`.

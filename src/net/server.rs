@@ -46,6 +46,7 @@ impl Server {
     pub fn bind(addr: SocketAddr, config: NetConfig) -> Result<Server, NetError> {
         let listener = TcpListener::bind(addr).map_err(|source| NetError::Bind { addr, source })?;
         listener.set_nonblocking(true)?;
+        sys::widen_backlog(listener.as_fd())?;
         Ok(Server { listener, config })
     }
 

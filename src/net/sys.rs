@@ -140,6 +140,15 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     retry(|| unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
 }
 
+/// Lets `listener` queue as many pending connections as the kernel allows
+/// (`SOMAXCONN`, capped by `net.core.somaxconn`), so a reconnect storm is
+/// not met with dropped SYNs; calling `listen` again on a listening socket
+/// only changes its backlog.
+pub fn widen_backlog(listener: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: listen takes a descriptor, kept open by the borrow, and an int.
+    retry(|| unsafe { libc::listen(listener.as_raw_fd(), libc::SOMAXCONN) as isize }).map(drop)
+}
+
 /// Raises the soft open-file limit to the hard limit, so that many
 /// connections fit; returns the new soft limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {

@@ -16,10 +16,10 @@ use super::error::ServiceError;
 use super::heartbeat;
 use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
-use super::request::Request;
+use super::request::{Request, Secret};
 use super::router;
-use super::session::{Early, Job, Session, State, User};
-use crate::bus::Tag;
+use super::session::{Early, Job, Mark, Session, State, User};
+use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
 use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
 
@@ -32,6 +32,10 @@ const PAUSE_QUEUED_BYTES: usize = 1 << 20;
 /// past which they are refused with errno 104.
 const MAX_QUEUED: usize = 4096;
 const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Password checks (LOGIN with a password, REG) waiting for a hashing
+/// thread before more are refused with errno 501: about two seconds of
+/// hashing on this machine's two threads.
+const MAX_WAITING_HASHES: usize = 64;
 
 /// The service; cheap to share between the loops.
 pub struct ChatService {
@@ -62,16 +66,29 @@ impl ChatService {
             (None, Request::Login { id, .. }) => login = Some(Early { id: *id, deliveries: Vec::new() }),
             _ => {}
         }
-        session.state = State::Busy(Job { login, ..Job::default() });
+        let hashes = matches!(request, Request::Login { secret: Secret::Password(_), .. } | Request::Register { .. });
+        let busy = hashes.then(|| cmd::refusal(&request, Errno::Busy));
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
-        ctx.jobs.spawn(move || {
+        let job = move || {
             // Done must come back whatever happens, or the session stays busy.
             let storage_failure = cmd::storage_failure_reply(&request);
             let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
                 .unwrap_or_else(|_| Outcome::reply(storage_failure));
             job_ctx.remote.send(caller.conn, Message::Done(outcome));
-        });
+        };
+        match busy {
+            // Password checks wait on their own pool, never in front of the
+            // jobs chat needs; past the bound the client is told to retry.
+            Some(refusal) => {
+                if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
+                    out.send(refusal.as_bytes());
+                    return;
+                }
+            }
+            None => ctx.jobs.spawn(job),
+        }
+        session.state = State::Busy(Job { login, ..Job::default() });
     }
 
     /// Busy -> Idle: applies a finished job to its open session and runs
@@ -85,15 +102,14 @@ impl ChatService {
                     match offline_upto {
                         Some(upto) => {
                             session.pending_delete.push_back((user.id, upto));
-                            out.send_marked(ack.as_bytes(), 0);
+                            out.send_marked(ack.as_bytes(), Mark::LoginAck as u64);
                         }
                         None => out.send(ack.as_bytes()),
                     }
                 }
                 for delivery in early {
                     if delivery.to == user.id {
-                        out.send(delivery.payload.as_bytes());
-                        written_out(delivery.tag);
+                        send_delivery(session, delivery, out);
                     } else {
                         router::reroute(&self.ctx, delivery);
                     }
@@ -163,7 +179,7 @@ impl ChatService {
     /// caller marked them leaving): the messages the connection never wrote
     /// out are stored first, ahead of anything sent later.
     fn go_offline_later(&self, me: User, unsent: Vec<Delivery>) {
-        LeaveQueue::push(&self.ctx, Leaver { user: me, unsent });
+        LeaveQueue::push(&self.ctx, Leaver { user: me, unsent, tags: Vec::new() });
     }
 
     /// Carries out, in order, the requests a closed connection sent that had
@@ -182,6 +198,15 @@ impl ChatService {
                 }
             }
         });
+    }
+
+    /// Stores, at shutdown (the lanes have stopped), what the bus could not
+    /// get taken by other servers.
+    pub fn store_unacknowledged(&self, messages: Vec<Outgoing>) {
+        let rows: Vec<(i32, &str)> = messages.iter().filter(|m| m.keep).map(|m| (m.to, &*m.frame)).collect();
+        if let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows)) {
+            eprintln!("ChatServer: {} messages for other servers' users lost at shutdown: {e}", rows.len());
+        }
     }
 
     /// Marks exactly this server's users offline and removes the server
@@ -241,13 +266,18 @@ impl Handler for ChatService {
         match msg {
             Message::Deliver(delivery) => {
                 if session.user.as_ref().is_some_and(|u| u.id == delivery.to) && !session.is_draining() {
-                    out.send(delivery.payload.as_bytes());
-                    written_out(delivery.tag);
+                    send_delivery(session, delivery, out);
                 } else if let Some(early) = session.job().and_then(|j| j.login.as_mut()).filter(|e| e.id == delivery.to)
                 {
                     early.deliveries.push(delivery);
                 } else {
                     router::reroute(&self.ctx, delivery);
+                }
+            }
+            Message::Replaced => {
+                if !session.is_draining() {
+                    out.send(protocol::error(Errno::Replaced).as_bytes());
+                    out.close();
                 }
             }
             Message::Done(outcome) => match std::mem::replace(&mut session.state, State::Idle) {
@@ -269,7 +299,11 @@ impl Handler for ChatService {
         }
     }
 
-    fn written(&self, session: &mut Session, _mark: u64, _out: &mut Outbox<'_>) {
+    fn written(&self, session: &mut Session, mark: u64, _out: &mut Outbox<'_>) {
+        if mark == Mark::Tracked as u64 {
+            written_out(session.tracked.pop_front());
+            return;
+        }
         let Some((user, upto)) = session.pending_delete.pop_front() else { return };
         let ctx = Arc::clone(&self.ctx);
         self.ctx.jobs.spawn(move || {
@@ -292,6 +326,8 @@ impl Handler for ChatService {
             Some(me) => undelivered_chats(me.id, unsent),
             None => Vec::new(),
         };
+        // Bus messages among the unsent frames: acknowledged once stored.
+        let mut unsent_tags: Vec<Tag> = session.tracked.drain(..).collect();
         let mut pending = Some(pending);
         let mut finished = None;
         if reason == CloseReason::Shutdown {
@@ -299,12 +335,18 @@ impl Handler for ChatService {
                 self.ctx.registry.remove(me.id, conn);
             }
             self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
+            if let Some(early) = session.job().and_then(|j| j.login.take()) {
+                self.ctx.registry.remove(early.id, conn);
+                undelivered.extend(early.deliveries.into_iter().filter(|d| d.keep));
+            }
             // The job threads are stopping: store what the user missed now.
             let rows: Vec<(i32, &str)> = undelivered.iter().map(|d| (d.to, &*d.payload)).collect();
-            if !rows.is_empty()
-                && let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows))
-            {
-                eprintln!("ChatServer: {} unsent messages lost at shutdown: {e}", rows.len());
+            match self.ctx.db.run(|c| offline_message::insert_many(c, &rows)) {
+                Ok(()) => {
+                    unsent_tags.extend(undelivered.iter().filter_map(|d| d.tag.clone()));
+                    self.ctx.bus.complete(&unsent_tags);
+                }
+                Err(e) => eprintln!("ChatServer: {} unsent messages lost at shutdown: {e}", rows.len()),
             }
             return AfterClose::Release;
         }
@@ -315,12 +357,19 @@ impl Handler for ChatService {
         let leaving = me.as_ref().is_some_and(|me| {
             self.ctx.registry.mark_leaving(me.id, conn, || {
                 self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
-                self.go_offline_later(me.clone(), std::mem::take(&mut undelivered));
+                let tags = std::mem::take(&mut unsent_tags);
+                LeaveQueue::push(
+                    &self.ctx,
+                    Leaver { user: me.clone(), unsent: std::mem::take(&mut undelivered), tags },
+                );
             })
         });
         if !leaving {
             self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
             undelivered.into_iter().for_each(|d| router::reroute(&self.ctx, d));
+            // The user is elsewhere now (a takeover, a LOGOUT): what this
+            // connection never wrote goes there, just rerouted.
+            unsent_tags.into_iter().for_each(|tag| written_out(Some(tag)));
         }
         match (std::mem::replace(&mut session.state, State::Idle), finished) {
             // The job's result was already queued: it is applied now.
@@ -361,18 +410,31 @@ impl ChatService {
                     }
                 }
                 Message::Done(outcome) => *finished = Some(outcome),
+                Message::Replaced => {}
             }
         }
     }
 }
 
 thread_local! {
-    /// Bus messages this loop put into their users' output during this
-    /// turn; reported to the bus together once the turn's writes are done.
+    /// Bus messages whose frames the sockets took during this loop's turn;
+    /// reported to the bus together at the end of the turn.
     static WRITTEN_OUT: std::cell::RefCell<Vec<Tag>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Notes a bus message as in its user's output (see [`WRITTEN_OUT`]).
+/// Writes a delivery to its user's connection; one from the bus is
+/// acknowledged once the socket has taken it, not before.
+fn send_delivery(session: &mut Session, delivery: Delivery, out: &mut Outbox<'_>) {
+    match delivery.tag {
+        Some(tag) => {
+            session.tracked.push_back(tag);
+            out.send_tracked(delivery.payload.as_bytes(), Mark::Tracked as u64);
+        }
+        None => out.send(delivery.payload.as_bytes()),
+    }
+}
+
+/// Notes a bus message as written out (see [`WRITTEN_OUT`]).
 fn written_out(tag: Option<Tag>) {
     if let Some(tag) = tag {
         WRITTEN_OUT.with(|w| w.borrow_mut().push(tag));

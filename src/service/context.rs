@@ -35,6 +35,11 @@ pub struct Ctx {
     pub remote: Remote<Message>,
     /// Threads for blocking work.
     pub jobs: Jobs,
+    /// Threads for password hashes, apart from `jobs` and below them in
+    /// priority, with a bound on the logins that wait.
+    pub hashing: Jobs,
+    /// How long a resume token is valid.
+    pub token_ttl: Duration,
     /// Per-receiver queues for storing and re-routing messages in order.
     pub lanes: Lanes,
     /// Users of closed connections waiting to be taken offline, in batches.
@@ -55,6 +60,8 @@ pub struct Parts {
     pub bus: Bus,
     pub remote: Remote<Message>,
     pub jobs: Jobs,
+    pub hashing: Jobs,
+    pub token_ttl: Duration,
     pub lanes: Lanes,
     pub limits: Limits,
 }
@@ -68,6 +75,8 @@ impl Ctx {
             bus: parts.bus,
             remote: parts.remote,
             jobs: parts.jobs,
+            hashing: parts.hashing,
+            token_ttl: parts.token_ttl,
             leave_queue: LeaveQueue::new(parts.lanes.count()),
             lanes: parts.lanes,
             limits: parts.limits,

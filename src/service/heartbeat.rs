@@ -10,7 +10,7 @@ use std::time::Instant;
 use mysql::TxOpts;
 
 use super::context::{ALIVE, Ctx, HEARTBEAT};
-use super::message::Delivery;
+use super::message::{Delivery, Message};
 use super::{protocol, router};
 use crate::db::{DbError, Pool};
 use crate::model::{friend, online, server, user};
@@ -75,11 +75,11 @@ fn beat(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
 /// comes back to be stored.
 fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
     for dead in db.run(|c| server::dead(c, ALIVE))? {
-        // What this server sent there is stored first, so that a user who
-        // logs in again once released finds it in the LOGIN_ACK.
-        if let Err(e) = router::store_given_back(ctx, ctx.bus.server_dead(&dead)) {
-            eprintln!("ChatServer: messages sent to dead server {dead} could not all be stored: {e}");
-        }
+        // What this server sent there is stored, on the lanes and in order,
+        // without holding up the next beat (a login that takes over one of
+        // its users stores what it finds first, see cmd::login).
+        let back = ctx.bus.server_dead(&dead).into_iter().filter(|m| m.keep).map(Delivery::from).collect();
+        router::store_later(ctx, back);
         let users = release_server(ctx, db, &dead)?;
         eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
     }
@@ -111,7 +111,7 @@ fn repair(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
         })?;
         if !claimed && let Some(conn) = ctx.registry.get(user) {
             eprintln!("ChatServer: user {user} logged in elsewhere while this server was cut off; disconnecting here");
-            ctx.remote.close(conn);
+            ctx.remote.send(conn, Message::Replaced);
         }
     }
     Ok(())

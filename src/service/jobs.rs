@@ -1,5 +1,7 @@
-//! A fixed pool of threads for work that blocks (MySQL, password hashes),
-//! so the event loops never wait on it.
+//! Fixed pools of threads for work that blocks (MySQL, password hashes), so
+//! the event loops never wait on it. Password checks have a pool of their
+//! own, at a lower priority and with a bound on what waits, so that a storm
+//! of logins never stands in front of chat, storing or group requests.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,14 +28,27 @@ pub struct Jobs {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// How a pool's threads are scheduled against the event loops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// As the loops: work that chat waits for (MySQL, storing).
+    Normal,
+    /// Below them: password hashes (tens of milliseconds of CPU each) must
+    /// not take the cores from chat.
+    Background,
+}
+
 impl Jobs {
-    pub fn new(threads: usize) -> std::io::Result<Jobs> {
+    /// `threads` threads named `name-N`.
+    pub fn new(threads: usize, name: &str, priority: Priority) -> std::io::Result<Jobs> {
         let queue = Arc::new(Queue { state: Mutex::new((VecDeque::new(), false)), ready: Condvar::new() });
         let handles = (0..threads.max(1))
             .map(|i| {
                 let queue = Arc::clone(&queue);
-                std::thread::Builder::new().name(format!("job-{i}")).spawn(move || {
-                    lower_priority();
+                std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                    if priority == Priority::Background {
+                        lower_priority();
+                    }
                     work(&queue)
                 })
             })
@@ -43,13 +58,20 @@ impl Jobs {
 
     /// Queues `job`; jobs start in the order they were queued.
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        let _ = self.try_spawn(job, usize::MAX);
+    }
+
+    /// Queues `job` unless `max_waiting` jobs wait already (or the pool is
+    /// stopping); false when it was not queued.
+    pub fn try_spawn(&self, job: impl FnOnce() + Send + 'static, max_waiting: usize) -> bool {
         let mut state = self.queue.state.lock();
-        if state.1 {
-            return;
+        if state.1 || state.0.len() >= max_waiting {
+            return false;
         }
         state.0.push_back(Box::new(job));
         drop(state);
         self.queue.ready.notify_one();
+        true
     }
 
     /// Runs what is queued, then stops and joins the threads.
@@ -62,8 +84,7 @@ impl Jobs {
     }
 }
 
-/// How much lower than the event loops the job threads run: password hashes
-/// (tens of milliseconds of CPU each) must not take the cores from chat.
+/// How much lower than the event loops [`Priority::Background`] threads run.
 const NICENESS: libc::c_int = 10;
 
 /// Lowers this thread's scheduling priority (a decrease needs no privilege).

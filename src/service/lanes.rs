@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::sync::mpsc::sync_channel;
 
-use super::jobs::Jobs;
+use super::jobs::{Jobs, Priority};
 
 thread_local! {
     /// The lane this thread runs, so work already on a lane runs inline.
@@ -22,7 +22,9 @@ pub struct Lanes {
 
 impl Lanes {
     pub fn new(count: usize) -> std::io::Result<Lanes> {
-        let lanes = (0..count.max(1)).map(|_| Jobs::new(1)).collect::<std::io::Result<Vec<_>>>()?;
+        let lanes = (0..count.max(1))
+            .map(|i| Jobs::new(1, &format!("lane{i}"), Priority::Normal))
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Lanes { lanes })
     }
 

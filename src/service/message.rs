@@ -60,4 +60,7 @@ pub enum Message {
     Deliver(Delivery),
     /// A job of the connection finished.
     Done(Outcome),
+    /// A login elsewhere replaced this connection's session: ERROR 105,
+    /// then close.
+    Replaced,
 }

@@ -18,12 +18,13 @@ mod registry;
 pub mod request;
 pub mod router;
 mod session;
+pub mod token;
 
 pub use chat::ChatService;
 pub use context::{Ctx, Parts};
 pub use error::ServiceError;
 pub use heartbeat::Heartbeat;
-pub use jobs::Jobs;
+pub use jobs::{Jobs, Priority};
 pub use lanes::Lanes;
 pub use limits::Limits;
 pub use message::{Delivery, Message};

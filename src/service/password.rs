@@ -3,12 +3,11 @@
 //! Parameters: 19 MiB of memory, 2 passes, 1 lane (OWASP's argon2id
 //! minimum), a random 16-byte salt per password, stored with the hash as a
 //! PHC string. A hash takes tens of milliseconds, so it only ever runs on
-//! the job threads, never on an event loop.
+//! the hashing pool (see `jobs`), never on an event loop.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use parking_lot::Mutex;
 
 /// Memory cost in KiB.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -16,11 +15,6 @@ const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 /// Parallel lanes.
 const LANES: u32 = 1;
-
-/// One hash at a time, whatever the number of job threads: a login storm
-/// then queues for one core instead of taking them all from the event loops
-/// (chat latency during a storm), and at most one 19 MiB block is live.
-static HASHING: Mutex<()> = Mutex::new(());
 
 fn hasher() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or_default();
@@ -31,13 +25,11 @@ fn hasher() -> Argon2<'static> {
 /// source fails.
 pub fn hash(password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
-    let _one_at_a_time = HASHING.lock();
     hasher().hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
 }
 
 /// Checks `password` against a stored PHC string.
 pub fn verify(password: &str, stored: &str) -> bool {
-    let _one_at_a_time = HASHING.lock();
     PasswordHash::new(stored).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
 }
 

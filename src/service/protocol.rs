@@ -19,11 +19,15 @@ pub enum Errno {
     NotLoggedIn = 102,
     TooLarge = 103,
     RateLimited = 104,
+    /// This session was replaced by a login elsewhere (then closed).
+    Replaced = 105,
     NoSuchUser = 200,
     NoSuchGroup = 201,
     NotMember = 202,
     Exists = 203,
     Storage = 500,
+    /// Too much waits (password checks): not done, try again later.
+    Busy = 501,
 }
 
 impl Errno {
@@ -41,11 +45,13 @@ impl Errno {
             Errno::NotLoggedIn => "not logged in",
             Errno::TooLarge => "message too large",
             Errno::RateLimited => "too many messages",
+            Errno::Replaced => "this session was replaced by a login elsewhere",
             Errno::NoSuchUser => "no such user",
             Errno::NoSuchGroup => "no such group",
             Errno::NotMember => "not a member of that group",
             Errno::Exists => "already exists",
             Errno::Storage => "storage unavailable, not done; try again later",
+            Errno::Busy => "server busy, not done; try again later",
         }
     }
 }

@@ -75,6 +75,15 @@ impl Registry {
         self.shard(user).write().insert(user, Entry::Live(conn));
     }
 
+    /// Makes `user` reachable on `conn`; returns the connection they were
+    /// live on here before, if any (a session this login replaces).
+    pub fn replace(&self, user: i32, conn: ConnId) -> Option<ConnId> {
+        match self.shard(user).write().insert(user, Entry::Live(conn)) {
+            Some(Entry::Live(old)) if old != conn => Some(old),
+            _ => None,
+        }
+    }
+
     /// Removes `user` if still live on `conn` (a login that did not finish).
     pub fn remove(&self, user: i32, conn: ConnId) -> bool {
         let mut shard = self.shard(user).write();

@@ -7,7 +7,7 @@ use super::protocol::{Errno, msgid};
 /// A request a client may send, with its fields checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Login { id: i32, password: String },
+    Login { id: i32, secret: Secret },
     Logout,
     Register { name: String, password: String },
     OneChat { toid: i32, msg: String },
@@ -16,6 +16,15 @@ pub enum Request {
     AddGroup { groupid: i32 },
     GroupChat { groupid: i32, msg: String },
     Ping,
+}
+
+/// How a LOGIN proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Checked against the stored hash: slow on purpose.
+    Password(String),
+    /// A resume token from an earlier LOGIN_ACK: one fast hash.
+    Token(String),
 }
 
 impl Request {
@@ -29,7 +38,14 @@ impl Request {
         };
         let mut fields = Fields(obj);
         let request = match fields.int64("msgid")? {
-            msgid::LOGIN => Request::Login { id: fields.int("id")?, password: fields.string("password")? },
+            msgid::LOGIN => {
+                let id = fields.int("id")?;
+                let secret = match fields.optional_string("token")? {
+                    Some(token) => Secret::Token(token),
+                    None => Secret::Password(fields.string("password")?),
+                };
+                Request::Login { id, secret }
+            }
             msgid::LOGOUT => Request::Logout,
             msgid::REG => Request::Register { name: fields.string("name")?, password: fields.string("password")? },
             msgid::ONE_CHAT => Request::OneChat { toid: fields.int("toid")?, msg: fields.string("msg")? },
@@ -87,7 +103,14 @@ mod tests {
 
     #[test]
     fn parses_each_request() {
-        assert_eq!(parse(r#"{"msgid":1,"id":3,"password":"pw"}"#), Ok(Request::Login { id: 3, password: "pw".into() }));
+        assert_eq!(
+            parse(r#"{"msgid":1,"id":3,"password":"pw"}"#),
+            Ok(Request::Login { id: 3, secret: Secret::Password("pw".into()) })
+        );
+        assert_eq!(
+            parse(r#"{"msgid":1,"id":3,"token":"t"}"#),
+            Ok(Request::Login { id: 3, secret: Secret::Token("t".into()) })
+        );
         assert_eq!(parse(r#"{"msgid":3,"id":99}"#), Ok(Request::Logout));
         assert_eq!(
             parse(r#"{"msgid":6,"id":1,"name":"x","toid":2,"msg":"hi"}"#),

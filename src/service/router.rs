@@ -69,9 +69,26 @@ pub fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceErr
     result
 }
 
-/// Stores what the bus gave back (see [`store`]); presence is dropped.
-pub fn store_given_back(ctx: &Arc<Ctx>, messages: Vec<Outgoing>) -> Result<(), ServiceError> {
-    store(ctx, messages.into_iter().filter(|m| m.keep).map(Delivery::from).collect())
+/// Tries of a store that fails before giving up (the first wait, doubling).
+const STORE_RETRIES: u32 = 3;
+const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Stores deliveries (see [`store`]) without waiting: one job and one
+/// transaction per lane, queued behind what is on that lane already.
+pub fn store_later(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
+    let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
+    for delivery in deliveries {
+        by_lane.entry(ctx.lanes.of(delivery.to)).or_default().push(delivery);
+    }
+    for (lane, batch) in by_lane {
+        let job_ctx = Arc::clone(ctx);
+        ctx.lanes.spawn_on(lane, move || {
+            let count = batch.len();
+            if let Err(e) = store_on_lane(&job_ctx, batch) {
+                eprintln!("ChatServer: {count} messages could not be stored: {e}");
+            }
+        });
+    }
 }
 
 /// Stores on the current lane. The receivers' rows are locked first, and
@@ -83,45 +100,54 @@ pub fn store_given_back(ctx: &Arc<Ctx>, messages: Vec<Outgoing>) -> Result<(), S
 fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
     let ids: Vec<i32> = deliveries.iter().map(|d| d.to).collect();
     let tags: Vec<Tag> = deliveries.iter().filter_map(|d| d.tag.clone()).collect();
-    let stored = ctx.db.run(|conn| {
-        let mut tx = conn.start_transaction(TxOpts::default())?;
-        user::lock(&mut tx, &ids)?;
-        let mut rows: Vec<(i32, &str)> = Vec::new();
-        let mut absent = Vec::new();
-        let mut wakes = Vec::new();
-        for d in &deliveries {
-            match queue_live(ctx, d) {
-                Found::Live(wake) => wakes.push(wake),
-                Found::Leaving if d.keep => rows.push((d.to, &d.payload)),
-                Found::Leaving => {}
-                Found::Absent => absent.push(d),
-            }
-        }
-        ctx.remote.wake_all(wakes);
-        let absent_ids: Vec<i32> = absent.iter().map(|d| d.to).collect();
-        let holders = online::holders(&mut tx, &absent_ids, &ctx.server_id, ALIVE)?;
-        let mut forwards: HashMap<String, Vec<Outgoing>> = HashMap::new();
-        for d in absent {
-            match holders.get(&d.to) {
-                Some(server) if *server != ctx.server_id && d.hops == 0 => {
-                    let mut out = d.outgoing();
-                    out.hops = if d.tag.is_some() { 1 } else { 0 };
-                    forwards.entry(server.clone()).or_default().push(out);
+    let mut attempt = 0;
+    let stored = loop {
+        let tried = ctx.db.run_retrying(|conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            user::lock(&mut tx, &ids)?;
+            let mut rows: Vec<(i32, &str)> = Vec::new();
+            let mut absent = Vec::new();
+            let mut wakes = Vec::new();
+            for d in &deliveries {
+                match queue_live(ctx, d) {
+                    Found::Live(wake) => wakes.push(wake),
+                    Found::Leaving if d.keep => rows.push((d.to, &d.payload)),
+                    Found::Leaving => {}
+                    Found::Absent => absent.push(d),
                 }
-                _ if d.keep => rows.push((d.to, &d.payload)),
-                _ => {}
             }
+            ctx.remote.wake_all(wakes);
+            let absent_ids: Vec<i32> = absent.iter().map(|d| d.to).collect();
+            let holders = online::holders(&mut tx, &absent_ids, &ctx.server_id, ALIVE)?;
+            let mut forwards: HashMap<String, Vec<Outgoing>> = HashMap::new();
+            for d in absent {
+                match holders.get(&d.to) {
+                    Some(server) if *server != ctx.server_id && d.hops == 0 => {
+                        let mut out = d.outgoing();
+                        out.hops = if d.tag.is_some() { 1 } else { 0 };
+                        forwards.entry(server.clone()).or_default().push(out);
+                    }
+                    _ if d.keep => rows.push((d.to, &d.payload)),
+                    _ => {}
+                }
+            }
+            offline_message::insert_many(&mut tx, &rows)?;
+            tx.commit()?;
+            Ok(forwards)
+        });
+        match tried {
+            // A MySQL blip: this lane waits for it, as what it stores must
+            // keep its order anyway.
+            Err(_) if attempt < STORE_RETRIES => {
+                std::thread::sleep(STORE_RETRY_AFTER * (1 << attempt));
+                attempt += 1;
+            }
+            done => break done,
         }
-        offline_message::insert_many(&mut tx, &rows)?;
-        tx.commit()?;
-        Ok(forwards)
-    });
-    // Done either way: what came over the bus and could not be stored would
-    // only be sent again and dropped here as a duplicate.
-    let forwards = stored.inspect_err(|_| {
-        ctx.bus.complete(&tags);
-        ctx.bus.flush();
-    })?;
+    };
+    // Not stored: what came over the bus stays unacknowledged, so that its
+    // sender gives it back and stores it itself (outbound's silence limit).
+    let forwards = stored?;
     for (server, messages) in forwards {
         // Its user is held by a live server: the bus keeps it until that
         // server takes it, or gives it back if the server dies.
@@ -137,6 +163,15 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
 /// registry's lock, so a close of that connection, which marks the user
 /// leaving and then takes what is queued for it, misses nothing.
 fn queue_live(ctx: &Ctx, delivery: &Delivery) -> Found<Wake> {
+    // A user who just came here from another server may still have messages
+    // from this server on their way there: this one waits behind them.
+    if delivery.tag.is_none()
+        && ctx.bus.any_pending()
+        && ctx.registry.get(delivery.to).is_some()
+        && ctx.bus.hold_if_pending(delivery.outgoing()).is_ok()
+    {
+        return Found::Live(Wake::none());
+    }
     ctx.registry.with_conn(delivery.to, |conn| ctx.remote.queue(conn, Message::Deliver(delivery.clone())))
 }
 
@@ -196,23 +231,25 @@ impl Sink for BusSink {
         ctx.remote.wake_all(wakes);
     }
 
-    /// Straight to the store path, which asks MySQL where each user is: one
-    /// job and one transaction per lane.
+    /// Straight to the store path, which asks MySQL where each user is.
     fn reroute(&self, messages: Vec<Outgoing>) {
         let Some(ctx) = self.ctx() else { return };
-        let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
-        for message in messages.into_iter().filter(|m| m.keep) {
-            by_lane.entry(ctx.lanes.of(message.to)).or_default().push(Delivery::from(message));
-        }
-        for (lane, batch) in by_lane {
-            let job_ctx = Arc::clone(&ctx);
-            ctx.lanes.spawn_on(lane, move || {
-                let count = batch.len();
-                if let Err(e) = store_on_lane(&job_ctx, batch) {
-                    eprintln!("ChatServer: {count} messages given back by the bus could not be stored: {e}");
-                }
-            });
-        }
+        store_later(&ctx, messages.into_iter().filter(|m| m.keep).map(Delivery::from).collect());
+    }
+
+    fn replaced(&self, user: i32) {
+        let Some(ctx) = self.ctx() else { return };
+        let job_ctx = Arc::clone(&ctx);
+        // Only if the user's row is no longer this server's: a late notice
+        // must not end a newer session of theirs here.
+        ctx.jobs.spawn(move || {
+            let holder = job_ctx.db.run(|c| online::holder(c, user, &job_ctx.server_id, ALIVE));
+            if let (Ok(holder), Some(conn)) = (holder, job_ctx.registry.get(user))
+                && holder.is_some_and(|h| h != job_ctx.server_id)
+            {
+                job_ctx.remote.send(conn, Message::Replaced);
+            }
+        });
     }
 
     fn resync(&self) {

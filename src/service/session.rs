@@ -27,6 +27,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::bus::Tag;
 use crate::net::ConnId;
 
 use super::limits::{Bucket, Limits};
@@ -39,6 +40,15 @@ pub struct User {
     pub id: i32,
     /// Shared, since every message the user sends carries it.
     pub name: Arc<str>,
+}
+
+/// What an output mark stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// A LOGIN_ACK with stored messages: delete them once it is out.
+    LoginAck = 0,
+    /// A message from the bus: acknowledge it once it is out.
+    Tracked = 1,
 }
 
 /// What the session is doing; see the module's diagram.
@@ -78,6 +88,10 @@ pub struct Session {
     /// Stored messages `(user, up to id)` carried by LOGIN_ACKs not yet
     /// written out whole, in the order sent; each deleted once its ACK is.
     pub pending_delete: VecDeque<(i32, i64)>,
+    /// Bus messages written to the output, in order, each reported to the
+    /// bus once the socket has taken it ([`Mark::Tracked`]); what is left
+    /// at a close was never written and goes with the unsent frames.
+    pub tracked: VecDeque<Tag>,
     /// Flood control for what this connection sends.
     pub bucket: Bucket,
     /// Failed logins on this connection; too many close it.
@@ -91,6 +105,7 @@ impl Session {
             user: None,
             state: State::Idle,
             pending_delete: VecDeque::new(),
+            tracked: VecDeque::new(),
             bucket: Bucket::new(limits),
             failed_logins: 0,
         }

@@ -1,6 +1,7 @@
-//! The five workloads, and what they share: the run's timeline, CPU
+//! The six workloads, and what they share: the run's timeline, CPU
 //! sampling, and the loop over rounds and targets.
 
+mod failover;
 mod fanout;
 mod flood;
 mod idle;
@@ -18,6 +19,10 @@ use super::target::{Kind, REDIS_ADDR, Target};
 /// Delivery latency counted as a stall: the 40 ms of a Nagle / delayed-ACK
 /// deadlock, the classic fault of chat servers that leave Nagle on.
 pub const STALL_NS: u64 = 40_000_000;
+
+/// How long a login refused with errno 501 (server busy) waits before the
+/// next try, as a client told to try again later would.
+pub const BUSY_RETRY: Duration = Duration::from_millis(50);
 
 /// A run's timeline. Messages flow from `epoch`; those delivered in
 /// `[from, to)` are measured (split in two phases at `split`, if set); no
@@ -163,6 +168,7 @@ pub enum Unit {
     Msg,
     Delivery,
     Login,
+    TokenLogin,
 }
 
 impl Unit {
@@ -171,6 +177,7 @@ impl Unit {
             Unit::Msg => ["cpu_us_per_msg", "switches_per_msg", "bench_cpu_us_per_msg"],
             Unit::Delivery => ["cpu_us_per_delivery", "switches_per_delivery", "bench_cpu_us_per_delivery"],
             Unit::Login => ["cpu_us_per_login", "switches_per_login", "bench_cpu_us_per_login"],
+            Unit::TokenLogin => ["cpu_us_per_token_login", "switches_per_token_login", "bench_cpu_us_per_token_login"],
         }
     }
 }
@@ -180,8 +187,10 @@ fn connections(o: &Options) -> usize {
     match o.mode {
         Mode::PingPong | Mode::Flood => 2 * o.pairs,
         Mode::Fanout => o.group_size,
-        Mode::Login => o.conc + 2 * o.during_pingpong,
+        Mode::Login => o.conc + 2 * o.during_pingpong + o.during_fanout,
         Mode::Idle => o.conns,
+        // Each user's connection to the server killed, then to the other.
+        Mode::Failover => 2 * o.users,
     }
 }
 
@@ -230,6 +239,7 @@ fn run_once(o: &Options, target: &Target) -> Result<Metrics, String> {
         Mode::Fanout => fanout::run(o, target),
         Mode::Login => login::run(o, target),
         Mode::Idle => idle::run(o, target),
+        Mode::Failover => failover::run(o, target),
     }
 }
 
@@ -238,6 +248,18 @@ fn run_once(o: &Options, target: &Target) -> Result<Metrics, String> {
 pub fn users(o: &Options, target: &Target, count: usize) -> Result<Vec<i32>, String> {
     let file = if target.kind == Kind::Chat { o.users_file.as_deref() } else { None };
     super::setup::users(target.addr, count, o.setup_conc, file)
+}
+
+/// The resume tokens of logged-in `clients`, in order; an error if the
+/// server at `addr` sent none (one without resume tokens).
+pub fn tokens(clients: &[super::setup::SyncClient], addr: std::net::SocketAddr) -> Result<Vec<Vec<u8>>, String> {
+    clients
+        .iter()
+        .map(|client| {
+            let token = client.token().map(str::as_bytes).and_then(super::wire::usable_token);
+            token.map(<[u8]>::to_vec).ok_or_else(|| format!("{addr} sent no usable resume token in LOGIN_ACK"))
+        })
+        .collect()
 }
 
 /// The parameters shown with the results.
@@ -260,8 +282,15 @@ fn params(o: &Options) -> Vec<(&'static str, String)> {
             ("users", o.users.to_string()),
             ("conc", o.conc.to_string()),
             ("during_pingpong", o.during_pingpong.to_string()),
+            ("during_fanout", o.during_fanout.to_string()),
+            ("token", o.token.to_string()),
         ]),
         Mode::Idle => p.push(("conns", o.conns.to_string())),
+        Mode::Failover => {
+            // It is over when every user is back: no timed window.
+            p.retain(|(k, _)| !matches!(*k, "secs" | "warmup"));
+            p.extend([("users", o.users.to_string()), ("conc", o.conc.to_string())]);
+        }
     }
     if let Some(addr2) = o.addr2 {
         p.push(("addr2", addr2.to_string()));

@@ -9,14 +9,11 @@ use super::super::hist::Histogram;
 use super::super::report::Metrics;
 use super::super::setup::deal;
 use super::super::target::Target;
-use super::super::wire::{self, Stamp, msgid};
+use super::super::wire::{self, Stamp, errno, msgid};
 use super::{
     PairSetup, STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu, setup_pairs, users,
 };
 use crate::bench::args::Options;
-
-/// Errno of a refusal by flood control.
-const RATE_LIMITED: i64 = 104;
 
 /// One pair's ball.
 struct Pair {
@@ -112,7 +109,7 @@ impl PingPong {
                 self.errors += 1;
                 // Refused by flood control: send it again, or the pair
                 // would stop. Anything else ends the pair.
-                if wire::int_field(frame, wire::ERRNO) == Some(RATE_LIMITED) && self.window.sending(now) {
+                if wire::int_field(frame, wire::ERRNO) == Some(errno::RATE_LIMITED) && self.window.sending(now) {
                     self.rate_limited += 1;
                     self.serve(io, p, side, now);
                 } else {

@@ -1,5 +1,6 @@
-//! LOGIN: check the password, go online once in the cluster, and hand back
-//! friends, groups and stored messages.
+//! LOGIN: check the password or resume token, go online once in the
+//! cluster (a token takes over the user's session wherever it is), and hand
+//! back a fresh token, friends, groups and stored messages.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,19 +10,20 @@ use serde_json::{Value, json};
 use super::{Caller, Outcome, SessionChange};
 use mysql::TxOpts;
 
-use crate::model::{Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
+use crate::model::{self, Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
-use crate::service::message::Delivery;
+use crate::service::message::{Delivery, Message};
 use crate::service::protocol::{self, Errno, msgid};
+use crate::service::request::Secret;
 use crate::service::session::User;
-use crate::service::{password, router};
+use crate::service::{password, router, token};
 
 fn refuse(errno: Errno, errmsg: &str) -> Result<Outcome, ServiceError> {
     Ok(Outcome::reply(protocol::ack_error(msgid::LOGIN_ACK, errno, errmsg)))
 }
 
-pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, password: &str) -> Result<Outcome, ServiceError> {
+pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Result<Outcome, ServiceError> {
     if caller.user.is_some() {
         return refuse(Errno::InUse, "already logged in on this connection; log out first");
     }
@@ -33,20 +35,33 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, password: &str) -> Result
         return Ok(invalid());
     }
     let found = ctx.db.run(|c| user::find(c, id))?;
-    // A missing id costs a hash check too, so timing does not tell.
-    let stored = found.as_ref().map_or(ctx.dummy_hash.as_str(), |u| u.password.as_str());
-    let password_ok = password::verify(password, stored);
-    let Some(found) = found.filter(|_| password_ok) else {
+    let proven = match secret {
+        Secret::Password(password) => {
+            // A missing id costs a hash check too, so timing does not tell.
+            let stored = found.as_ref().map_or(ctx.dummy_hash.as_str(), |u| u.password.as_str());
+            password::verify(password, stored)
+        }
+        Secret::Token(text) => {
+            let hash = token::digest(text);
+            found.is_some() && ctx.db.run(|c| model::token::valid(c, id, &hash))?
+        }
+    };
+    let Some(found) = found.filter(|_| proven) else {
         ctx.throttle.failed(id, Instant::now());
         return Ok(invalid());
     };
     ctx.throttle.succeeded(id);
     let me = User { id, name: Arc::from(found.name.as_str()) };
+    let (fresh, fresh_hash) = token::issue().ok_or(ServiceError::Hash)?;
 
-    let Some(Loaded { friends, groups, offline, followers }) = go_online(ctx, caller, id)? else {
+    // A token proves a session of this user's own: it takes over wherever
+    // the user is logged in. A password alone does not.
+    let takeover = matches!(secret, Secret::Token(_));
+    let Some(Loaded { friends, groups, offline, followers }) = go_online(ctx, caller, id, takeover, &fresh_hash)?
+    else {
         return refuse(Errno::InUse, Errno::InUse.text());
     };
-    let ack = login_ack(&me, &friends, &groups, &offline);
+    let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
     let presence = followers.into_iter().map(|to| Delivery::notice(to, Arc::clone(&payload)));
     router::route(ctx, presence.collect())?;
@@ -65,35 +80,53 @@ struct Loaded {
 }
 
 /// Claims the user for this server and reads what the LOGIN_ACK carries;
-/// None when they are logged in on a live server already.
+/// None when they are logged in on a live server already (unless this is a
+/// takeover) or still being taken offline here.
 ///
 /// Under the user's row lock, in order: claim the `online` row, become
-/// reachable here (registry), then read the stored messages. A sender
-/// storing a message takes the same lock and asks again where the user is
-/// (this registry, or the `online` row from elsewhere), so each message is
-/// either in this read or delivered live; live ones wait in the session
-/// until the LOGIN_ACK is out. The other servers learn of the login from
-/// the bus after the commit: no Redis call under the lock.
-fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>, ServiceError> {
-    if ctx.registry.contains(id) {
-        // Logged in here already; answered without MySQL, whose view may lag
-        // after an outage until the heartbeat repairs it.
+/// reachable here (registry), store the new token, then read the stored
+/// messages. A sender storing a message takes the same lock and asks again
+/// where the user is (this registry, or the `online` row from elsewhere),
+/// so each message is either in this read or delivered live; live ones
+/// wait in the session until the LOGIN_ACK is out. The other servers learn
+/// of the login from the bus after the commit, and a replaced session is
+/// told then: no Redis call under the lock.
+fn go_online(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    id: i32,
+    takeover: bool,
+    token_hash: &[u8],
+) -> Result<Option<Loaded>, ServiceError> {
+    let here = ctx.registry.get(id);
+    if ctx.registry.contains(id) && !(takeover && here.is_some()) {
+        // Logged in here already (answered without MySQL, whose view may lag
+        // after an outage), or their old connection is still closing.
         return Ok(None);
     }
     if let Some(dead) = ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? {
         // Taking over from a dead server: what this server sent there is
         // stored first, so this login's LOGIN_ACK carries it.
-        router::store_given_back(ctx, ctx.bus.server_dead(&dead))?;
+        let back: Vec<Delivery> =
+            ctx.bus.server_dead(&dead).into_iter().filter(|m| m.keep).map(Delivery::from).collect();
+        if let Err(e) = router::store(ctx, back.clone()) {
+            router::store_later(ctx, back);
+            return Err(e);
+        }
     }
+    let mut replaced_here = None;
     let mut reachable = false;
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &[id])?;
-        if !online::claim(&mut tx, id, &ctx.server_id, ALIVE)? {
+        let holder = online::holder(&mut tx, id, &ctx.server_id, ALIVE)?;
+        if holder.is_some() && !takeover {
             return Ok(None);
         }
-        ctx.registry.insert(id, caller.conn);
+        online::take(&mut tx, id, &ctx.server_id)?;
+        replaced_here = ctx.registry.replace(id, caller.conn);
         reachable = true;
+        model::token::replace(&mut tx, id, token_hash, ctx.token_ttl)?;
         let loaded = Loaded {
             friends: friend::list(&mut tx, id)?,
             groups: group::list_for_user(&mut tx, id)?,
@@ -101,21 +134,35 @@ fn go_online(ctx: &Arc<Ctx>, caller: &Caller, id: i32) -> Result<Option<Loaded>,
             followers: friend::added_by(&mut tx, id)?,
         };
         tx.commit()?;
-        Ok(Some(loaded))
+        Ok(Some((loaded, holder.filter(|h| *h != ctx.server_id))))
     });
-    match &result {
-        Ok(Some(_)) => ctx.bus.announce(true, &[id]),
-        Err(_) if reachable => {
-            ctx.registry.remove(id, caller.conn);
+    match result {
+        Ok(Some((loaded, elsewhere))) => {
+            if let Some(old) = replaced_here {
+                ctx.remote.send(old, Message::Replaced);
+            }
+            if let Some(server) = elsewhere {
+                ctx.bus.replace_session(&server, id);
+            }
+            ctx.bus.announce(true, &[id]);
+            Ok(Some(loaded))
         }
-        _ => {}
+        Ok(None) => Ok(None),
+        Err(e) => {
+            if reachable {
+                ctx.registry.remove(id, caller.conn);
+                if let Some(old) = replaced_here {
+                    ctx.registry.insert(id, old);
+                }
+            }
+            Err(e.into())
+        }
     }
-    Ok(result?)
 }
 
 /// The LOGIN_ACK in the original's shape: list elements are JSON strings.
-fn login_ack(me: &User, friends: &[Friend], groups: &[Group], offline: &[OfflineMessage]) -> String {
-    let mut fields = json!({"id": me.id, "name": &*me.name});
+fn login_ack(me: &User, token: &str, friends: &[Friend], groups: &[Group], offline: &[OfflineMessage]) -> String {
+    let mut fields = json!({"id": me.id, "name": &*me.name, "token": token});
     let friends: Vec<Value> = friends
         .iter()
         .map(|f| json!({"id": f.id, "name": f.name, "state": f.state.as_str()}).to_string().into())

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::{Outcome, SessionChange};
 use mysql::TxOpts;
 
-use crate::model::{friend, offline_message, online, user};
+use crate::bus::Tag;
+use crate::model::{friend, offline_message, online, token, user};
 use crate::net::ConnId;
 use crate::service::context::Ctx;
 use crate::service::error::ServiceError;
@@ -19,13 +20,21 @@ use crate::service::session::User;
 pub struct Leaver {
     pub user: User,
     pub unsent: Vec<Delivery>,
+    /// Bus messages among the frames the connection never wrote out (not
+    /// in `unsent`'s own tags): acknowledged once those are stored.
+    pub tags: Vec<Tag>,
 }
 
 /// LOGOUT: always logs the connection out; a storage failure on the way is
 /// repaired by the heartbeat (it releases rows of users no longer here).
 pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, ServiceError> {
+    // The session's resume token ends with it (a closed connection keeps
+    // it: that is what it is for).
+    if let Err(e) = ctx.db.run(|c| token::revoke(c, me.id)) {
+        eprintln!("ChatServer: user {} logged out, but their resume token is not yet revoked: {e}", me.id);
+    }
     if ctx.registry.mark_leaving(me.id, conn, || {})
-        && let Err(e) = leave(ctx, vec![Leaver { user: me.clone(), unsent: Vec::new() }])
+        && let Err(e) = leave(ctx, vec![Leaver { user: me.clone(), unsent: Vec::new(), tags: Vec::new() }])
     {
         eprintln!("ChatServer: user {} logged out, but not yet marked offline: {e}", me.id);
     }
@@ -44,23 +53,48 @@ pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
     let result = ctx.db.run_retrying(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &ids)?;
-        let rows: Vec<(i32, &str)> =
-            leavers.iter().flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload))).collect();
+        // Users whose session was taken over elsewhere are not released.
+        let released = online::release_many(&mut tx, &ids, &ctx.server_id)?;
+        let rows: Vec<(i32, &str)> = leavers
+            .iter()
+            .filter(|l| released.contains(&l.user.id))
+            .flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload)))
+            .collect();
         offline_message::insert_many(&mut tx, &rows)?;
-        online::release_many(&mut tx, &ids, &ctx.server_id)?;
-        let followers = friend::followers_of_many(&mut tx, &ids)?;
+        let followers = friend::followers_of_many(&mut tx, &released)?;
         tx.commit()?;
-        Ok(followers)
+        Ok((released, followers))
     });
     // Gone from here even if MySQL failed: the heartbeat releases the rows.
     for id in &ids {
         ctx.registry.remove_leaving(*id);
     }
-    let tags: Vec<_> = leavers.iter().flat_map(|l| l.unsent.iter().filter_map(|d| d.tag.clone())).collect();
+    let (released, followers) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing was stored: the unsent messages go where their users
+            // are (their senders keep the tagged ones until then).
+            let tags: Vec<Tag> = leavers.iter().flat_map(|l| l.tags.iter().cloned()).collect();
+            ctx.bus.complete(&tags);
+            let unsent = leavers.into_iter().flat_map(|l| l.unsent).collect();
+            router::store_later(ctx, unsent);
+            return Err(e.into());
+        }
+    };
+    let (stored, moved): (Vec<Leaver>, Vec<Leaver>) = leavers.into_iter().partition(|l| released.contains(&l.user.id));
+    let tags: Vec<Tag> = stored
+        .iter()
+        .flat_map(|l| l.tags.iter().cloned().chain(l.unsent.iter().filter_map(|d| d.tag.clone())))
+        .collect();
     ctx.bus.complete(&tags);
     ctx.bus.announce(false, &ids);
+    // What a replaced session never wrote out follows its user.
+    let moved_tags: Vec<Tag> = moved.iter().flat_map(|l| l.tags.iter().cloned()).collect();
+    ctx.bus.complete(&moved_tags);
+    ctx.bus.flush();
+    router::store_later(ctx, moved.into_iter().flat_map(|l| l.unsent).collect());
     let presence =
-        result?.into_iter().map(|(id, name, to)| Delivery::notice(to, protocol::presence(id, &name, false).into()));
+        followers.into_iter().map(|(id, name, to)| Delivery::notice(to, protocol::presence(id, &name, false).into()));
     router::route(ctx, presence.collect())
 }
 

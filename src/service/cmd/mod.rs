@@ -70,7 +70,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
     let storage_failure = storage_failure_reply(&request);
     let result = match (&caller.user, request) {
         (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),
-        (_, Request::Login { id, password }) => login::apply(ctx, caller, id, &password),
+        (_, Request::Login { id, secret }) => login::apply(ctx, caller, id, &secret),
         (_, Request::Register { name, password }) => register::apply(ctx, &name, &password),
         (None, _) => Ok(Outcome::reply(protocol::error(Errno::NotLoggedIn))),
         (Some(me), Request::Logout) => logout::apply(ctx, me, caller.conn),
@@ -89,15 +89,21 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
 /// Errno 500 in the form the client waits for: the ACK of its request, or
 /// an ERROR for requests without one.
 pub fn storage_failure_reply(request: &Request) -> String {
+    refusal(request, Errno::Storage)
+}
+
+/// `errno` (500, 501: the request was not carried out) in the form the
+/// client waits for.
+pub fn refusal(request: &Request, errno: Errno) -> String {
     let ack = match request {
         Request::Login { .. } => msgid::LOGIN_ACK,
         Request::Register { .. } => msgid::REG_ACK,
         Request::AddFriend { .. } => msgid::ADD_FRIEND_ACK,
         Request::CreateGroup { .. } => msgid::CREATE_GROUP_ACK,
         Request::AddGroup { .. } => msgid::ADD_GROUP_ACK,
-        _ => return protocol::error(Errno::Storage),
+        _ => return protocol::error(errno),
     };
-    protocol::ack_error(ack, Errno::Storage, Errno::Storage.text())
+    protocol::ack_error(ack, errno, errno.text())
 }
 
 /// Counts characters (not bytes), as the VARCHAR columns do.
