@@ -15,9 +15,7 @@ use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts, Prior
 
 /// Threads that store messages in order, each for a share of the users.
 const LANES: usize = 4;
-/// Threads checking passwords: at most this many 19 MiB argon2 blocks live,
-/// and at a lower priority than everything else.
-const HASHING_THREADS: usize = 2;
+
 /// How long a stopping server waits for others to acknowledge what it sent.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 /// How long a request waits for a MySQL connection before answering 500.
@@ -59,7 +57,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let remote = Remote::new(config.net.threads).map_err(|e| format!("cannot create worker queues: {e}"))?;
     let jobs =
         Jobs::new(config.db_pool, "job", Priority::Normal).map_err(|e| format!("cannot start job threads: {e}"))?;
-    let hashing = Jobs::new(HASHING_THREADS, "hash", Priority::Background)
+    let hashing = Jobs::new(hashing_threads(), "hash", Priority::Background)
         .map_err(|e| format!("cannot start hashing threads: {e}"))?;
     let lanes = Lanes::new(LANES).map_err(|e| format!("cannot start lane threads: {e}"))?;
     let ctx = Ctx::new(Parts {
@@ -112,6 +110,15 @@ fn give_large_blocks_back() {
     if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) } != 1 {
         eprintln!("ChatServer: cannot set the malloc mmap threshold; memory may grow after logins");
     }
+}
+
+/// Threads checking passwords: one core fewer than the machine has (one at
+/// least). A hash keeps its core busy for tens of milliseconds, and even at
+/// a lower priority, hashes on every core slow chat to a third on a
+/// two-core machine; with one core left free it keeps its speed. At most
+/// this many 19 MiB argon2 blocks are live.
+fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// A name unique to this process in the cluster's tables.
