@@ -11,6 +11,7 @@ use super::{Caller, Outcome, SessionChange};
 use mysql::TxOpts;
 
 use crate::model::{self, Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
+use crate::net::ConnId;
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
 use crate::service::message::{Delivery, Message};
@@ -104,7 +105,10 @@ fn go_online(
         // after an outage), or their old connection is still closing.
         return Ok(None);
     }
-    if let Some(dead) = ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? {
+    // (Only worth asking while this server has messages on their way.)
+    let dead =
+        if ctx.bus.any_pending() { ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? } else { None };
+    if let Some(dead) = dead {
         // Taking over from a dead server: what this server sent there is
         // stored first, so this login's LOGIN_ACK carries it.
         let back: Vec<Delivery> =
@@ -114,8 +118,7 @@ fn go_online(
             return Err(e);
         }
     }
-    let mut replaced_here = None;
-    let mut reachable = false;
+    let mut entry = RegistryEntry { ctx, id, conn: caller.conn, replaced: None, placed: false, kept: false };
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
         user::lock(&mut tx, &[id])?;
@@ -124,8 +127,7 @@ fn go_online(
             return Ok(None);
         }
         online::take(&mut tx, id, &ctx.server_id)?;
-        replaced_here = ctx.registry.replace(id, caller.conn);
-        reachable = true;
+        entry.place();
         model::token::replace(&mut tx, id, token_hash, ctx.token_ttl)?;
         let loaded = Loaded {
             friends: friend::list(&mut tx, id)?,
@@ -136,26 +138,51 @@ fn go_online(
         tx.commit()?;
         Ok(Some((loaded, holder.filter(|h| *h != ctx.server_id))))
     });
-    match result {
-        Ok(Some((loaded, elsewhere))) => {
-            if let Some(old) = replaced_here {
-                ctx.remote.send(old, Message::Replaced);
+    let Some((loaded, elsewhere)) = result? else { return Ok(None) };
+    if let Some(old) = entry.keep() {
+        ctx.remote.send(old, Message::Replaced);
+    }
+    if let Some(server) = elsewhere {
+        ctx.bus.replace_session(&server, id);
+    }
+    ctx.bus.announce(true, &[id]);
+    Ok(Some(loaded))
+}
+
+/// The registry entry a login makes inside its transaction: undone when
+/// the login does not commit, however it ends (an error, or a panic caught
+/// by the job), so no entry is left pointing at a session that is not
+/// logged in.
+struct RegistryEntry<'a> {
+    ctx: &'a Ctx,
+    id: i32,
+    conn: ConnId,
+    /// The connection the user was live on here before (a takeover).
+    replaced: Option<ConnId>,
+    placed: bool,
+    kept: bool,
+}
+
+impl RegistryEntry<'_> {
+    fn place(&mut self) {
+        self.replaced = self.ctx.registry.replace(self.id, self.conn);
+        self.placed = true;
+    }
+
+    /// The login committed: the entry stays; returns the replaced session.
+    fn keep(mut self) -> Option<ConnId> {
+        self.kept = true;
+        self.replaced.take()
+    }
+}
+
+impl Drop for RegistryEntry<'_> {
+    fn drop(&mut self) {
+        if self.placed && !self.kept {
+            self.ctx.registry.remove(self.id, self.conn);
+            if let Some(old) = self.replaced {
+                self.ctx.registry.insert(self.id, old);
             }
-            if let Some(server) = elsewhere {
-                ctx.bus.replace_session(&server, id);
-            }
-            ctx.bus.announce(true, &[id]);
-            Ok(Some(loaded))
-        }
-        Ok(None) => Ok(None),
-        Err(e) => {
-            if reachable {
-                ctx.registry.remove(id, caller.conn);
-                if let Some(old) = replaced_here {
-                    ctx.registry.insert(id, old);
-                }
-            }
-            Err(e.into())
         }
     }
 }
