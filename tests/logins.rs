@@ -14,7 +14,9 @@ mod common;
 #[path = "support/cluster.rs"]
 mod cluster_support;
 
-use std::collections::HashMap;
+#[path = "support/faults.rs"]
+mod faults;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,7 +28,7 @@ use common::{
     Client, Server, TestDb, assert_offline_chats, assert_one_chat, keys, offline_count, parse_string_list, poll_until,
     unique_name, user_on, user_state, wait_offline_count, wait_user_state,
 };
-use mysql::prelude::Queryable;
+use faults::{in_parallel, register_many_fast};
 use serde_json::{Value, json};
 
 const PW: &str = "pw-Logins-1";
@@ -127,69 +129,6 @@ fn assert_replaced(frames: &[Value], what: &str) {
 }
 
 // ------------------------------------------------------------------ many at once
-
-/// `f` applied to every item on `threads` threads (item i on thread
-/// i % threads, each thread's items in order); the results in the order of
-/// `items`. A panic in `f` is passed on with its own message.
-fn in_parallel<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = threads.max(1);
-    let n = items.len();
-    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        shares[i % threads].push((i, item));
-    }
-    let mut slots: Vec<Option<R>> = (0..n).map(|_| None).collect();
-    thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| scope.spawn(move || share.into_iter().map(|(i, item)| (i, f(item))).collect::<Vec<_>>()))
-            .collect();
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => {
-                    for (i, r) in done {
-                        slots[i] = Some(r);
-                    }
-                }
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    slots.into_iter().map(|r| r.expect("every item was handled")).collect()
-}
-
-/// `n` users named `unique_name(prefix)` with password [`PW`]: the first
-/// registered through the server at `addr`, the others inserted straight
-/// into table `user` with a copy of its stored hash (salted argon2id: the
-/// same password checks out against it), skipping `n - 1` slow hashes.
-/// (id, name) of each, in order. (After tests/support/faults.rs.)
-fn register_many_fast(db: &TestDb, addr: SocketAddr, prefix: &str, n: usize) -> Vec<(i64, String)> {
-    assert!(n > 0, "register_many_fast of no user");
-    let first_name = unique_name(prefix);
-    let first = Client::connect(addr).register(&first_name, PW);
-    let hash = db
-        .query_string("SELECT password FROM user WHERE id = ?", (first,))
-        .unwrap_or_else(|| panic!("user {first}, just registered, has no row in table user"));
-    let mut users = vec![(first, first_name)];
-    let names: Vec<String> = (1..n).map(|_| unique_name(prefix)).collect();
-    if names.is_empty() {
-        return users;
-    }
-    let mut conn = db.conn();
-    let rows = vec!["(?, ?)"; names.len()].join(", ");
-    let params: Vec<mysql::Value> =
-        names.iter().flat_map(|name| [mysql::Value::from(name.as_str()), mysql::Value::from(hash.as_str())]).collect();
-    conn.exec_drop(format!("INSERT INTO user (name, password) VALUES {rows}"), params)
-        .unwrap_or_else(|e| panic!("inserting {} users into table user: {e}", names.len()));
-    let marks = vec!["?"; names.len()].join(", ");
-    let found: Vec<(i64, String)> = conn
-        .exec(format!("SELECT id, name FROM user WHERE name IN ({marks})"), names.clone())
-        .unwrap_or_else(|e| panic!("reading back the ids of {} inserted users: {e}", names.len()));
-    let ids: HashMap<String, i64> = found.into_iter().map(|(id, name)| (name, id)).collect();
-    users.extend(names.into_iter().map(|name| (ids[&name], name)));
-    users
-}
 
 /// Logs each of `users` in with [`PW`] on a connection of its own to
 /// `addr`, `threads` at a time; every login must succeed. The clients and
@@ -449,7 +388,7 @@ fn kill_9_with_a_hundred_users_they_all_come_back_through_the_other_server_with_
     let (mut x, idx, namex) = user_on(s1.addr, "kx", PW);
 
     let setup = Instant::now();
-    let users = register_many_fast(&db, s1.addr, "ku", USERS);
+    let users = register_many_fast(&db, s1.addr, "ku", PW, USERS);
     let sessions = login_many(s2.addr, &users, THREADS);
     let p2 = server_id_prefix(&s2);
     let on_s2 = db.query_i64("SELECT COUNT(*) FROM online WHERE LEFT(server, ?) = ?", (p2.len(), &p2));
@@ -631,7 +570,7 @@ fn group_chat_keeps_its_speed_during_a_login_storm() {
     // The closed loop sends far more than the default 200 messages/s.
     let server = Server::start_with(&db, &["--rate", "100000"], &[]);
 
-    let members = register_many_fast(&db, server.addr, "gm", RECEIVERS + 1);
+    let members = register_many_fast(&db, server.addr, "gm", PW, RECEIVERS + 1);
     let mut clients: Vec<Client> = login_many(server.addr, &members, 4).into_iter().map(|(c, _)| c).collect();
     let mut sender = clients.remove(0);
     let (sender_id, sender_name) = members[0].clone();
@@ -640,7 +579,7 @@ fn group_chat_keeps_its_speed_during_a_login_storm() {
         join_group(c, group);
     }
     let mut receivers = clients;
-    let stormers = register_many_fast(&db, server.addr, "gs", STORMERS);
+    let stormers = register_many_fast(&db, server.addr, "gs", PW, STORMERS);
 
     // Warm up, then group chat alone.
     group_chat_loop(&mut sender, sender_id, &sender_name, &mut receivers, group, Duration::from_millis(300), "warm");

@@ -42,6 +42,15 @@ struct Connection<S> {
     dirty: bool,
 }
 
+impl<S> Connection<S> {
+    /// The session, and what its handler may do to this open connection
+    /// (`release` means nothing for an open one).
+    fn parts<'a>(&'a mut self, release: &'a mut bool) -> (&'a mut S, Outbox<'a>) {
+        let Connection { out, session, closing, paused, .. } = self;
+        (session, Outbox { out, close: closing, paused, release })
+    }
+}
+
 /// A slot of the connection table.
 struct Slot<S> {
     /// Bumped each time the slot is freed, so stale tokens miss.
@@ -287,13 +296,8 @@ impl<H: Handler> EventLoop<H> {
             Some(conn) => {
                 let was_paused = conn.paused;
                 let mut no_release = false;
-                let mut outbox = Outbox {
-                    out: &mut conn.out,
-                    close: &mut conn.closing,
-                    paused: &mut conn.paused,
-                    release: &mut no_release,
-                };
-                handler.message(&mut conn.session, msg, &mut outbox);
+                let (session, mut outbox) = conn.parts(&mut no_release);
+                handler.message(session, msg, &mut outbox);
                 if was_paused && !conn.paused {
                     // Edge-triggered: bytes that arrived while paused bring no
                     // new event, so read again on the next turn.
@@ -378,13 +382,8 @@ impl<H: Handler> EventLoop<H> {
             let before = conn.out.len();
             while let Some(mark) = conn.out.pop_done_mark() {
                 let mut no_release = false;
-                let mut outbox = Outbox {
-                    out: &mut conn.out,
-                    close: &mut conn.closing,
-                    paused: &mut conn.paused,
-                    release: &mut no_release,
-                };
-                handler.written(&mut conn.session, mark, &mut outbox);
+                let (session, mut outbox) = conn.parts(&mut no_release);
+                handler.written(session, mark, &mut outbox);
             }
             if conn.out.len() == before {
                 break None;
