@@ -176,3 +176,50 @@ fn an_abrupt_close_makes_the_user_offline_tells_friends_and_allows_a_new_login()
     a.send_chat(idb, "welcome back");
     assert_eq!(b.recv_msgid(6)["msg"], "welcome back");
 }
+
+/// A client that sends `pings` PINGs behind its LOGIN and then half-closes
+/// (`shutdown(SHUT_WR)`, as `nc -N` or a script's end of input does): it
+/// gets every answer, then the server closes, and its user is offline.
+fn half_closed_client_is_answered_in_full_then_closed(pings: usize) {
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--rate", "1000000"], &[]);
+    let (_, id, _) = {
+        let mut c = Client::connect(server.addr);
+        let (id, name) = c.register_login("hc", PW);
+        c.logout();
+        (c, id, name)
+    };
+    wait_user_state(&db, id, "offline");
+    let mut c = Client::connect(server.addr);
+    let mut batch = serde_json::json!({"msgid": 1, "id": id, "password": PW}).to_string().into_bytes();
+    batch.push(0);
+    for _ in 0..pings {
+        batch.extend_from_slice(b"{\"msgid\":16}\0");
+    }
+    c.send_raw(&batch);
+    c.shutdown_write();
+    let frames = c.expect_closed();
+    // One answer per request. Requests read in one batch behind the running
+    // LOGIN past the queue's bound are refused with errno 104 at once (README,
+    // Limits), so those may come before the LOGIN_ACK.
+    let acks: Vec<&serde_json::Value> = frames.iter().filter(|f| f["msgid"] == 2).collect();
+    assert_eq!(acks.len(), 1, "LOGIN_ACKs before the close: {acks:?}");
+    assert_eq!(acks[0]["errno"].as_i64(), Some(0), "LOGIN_ACK: {}", acks[0]);
+    let pongs = frames.iter().filter(|f| f["msgid"] == 17).count();
+    let refused = frames.iter().filter(|f| f["msgid"] == 11 && f["errno"] == 104).count();
+    assert_eq!(pongs + refused, pings, "answers to {pings} PINGs before the close ({pongs} PONGs, {refused} refused)");
+    assert_eq!(frames.len(), pings + 1, "frames other than the LOGIN_ACK, PONGs and refusals");
+    assert!(pongs > 0, "no PING was answered with a PONG");
+    // Offline at once, not after the idle timeout.
+    wait_user_state(&db, id, "offline");
+}
+
+#[test]
+fn a_half_closed_client_with_a_few_requests_is_answered_then_closed() {
+    half_closed_client_is_answered_in_full_then_closed(10);
+}
+
+#[test]
+fn a_half_closed_client_with_thousands_of_requests_is_answered_then_closed() {
+    half_closed_client_is_answered_in_full_then_closed(8000);
+}

@@ -38,6 +38,13 @@ struct Connection<S> {
     closing: Option<CloseReason>,
     /// The handler asked not to be given more frames for now.
     paused: bool,
+    /// The peer signalled a hang-up (EPOLLRDHUP/HUP). Edge-triggered, that
+    /// comes once: reads go on past short reads until the end of the stream
+    /// even if reading was paused when it came.
+    hung_up: bool,
+    /// The end of the stream was read: nothing more comes from the peer,
+    /// and the handler decides when the connection closes.
+    ended: bool,
     /// Already listed for a flush at the end of this turn.
     dirty: bool,
 }
@@ -227,6 +234,8 @@ impl<H: Handler> EventLoop<H> {
             last_active: self.now,
             closing: None,
             paused: false,
+            hung_up: false,
+            ended: false,
             dirty: false,
         });
     }
@@ -243,10 +252,16 @@ impl<H: Handler> EventLoop<H> {
         let mut end = None;
         let mut more = false;
         if let Some(conn) = find(&mut self.slots, token) {
-            while conn.closing.is_none() && !conn.paused {
+            conn.hung_up |= hangup;
+            while conn.closing.is_none() && !conn.paused && !conn.ended {
                 match sys::read(conn.fd.as_fd(), scratch) {
                     Ok(0) => {
-                        end = Some(CloseReason::PeerClosed);
+                        // Half-closed or closed: what it sent is answered
+                        // first; the handler says when that is done.
+                        conn.ended = true;
+                        let mut no_release = false;
+                        let (session, mut outbox) = conn.parts(&mut no_release);
+                        handler.end_of_input(session, &mut outbox);
                         break;
                     }
                     Ok(n) => {
@@ -263,7 +278,7 @@ impl<H: Handler> EventLoop<H> {
                             *outbox.close = Some(CloseReason::TooLarge);
                         }
                         budget = budget.saturating_sub(n);
-                        if n < scratch.len() && !hangup {
+                        if n < scratch.len() && !conn.hung_up {
                             break;
                         }
                         if budget == 0 {

@@ -132,6 +132,13 @@ pub trait Handler: Send + Sync + 'static {
     /// The loop finished a turn: everything handlers queued during it has
     /// been handed to the sockets (or waits for them to take more).
     fn turn_end(&self) {}
+    /// The peer ended its side of the stream (a half-close, or a close):
+    /// no more frames come. The connection stays until the handler calls
+    /// [`Outbox::close`], which it does once everything the peer sent is
+    /// answered; by default at once.
+    fn end_of_input(&self, _session: &mut Self::Session, out: &mut Outbox<'_>) {
+        out.close();
+    }
     /// A frame went over the limit; the connection closes after this.
     fn too_large(&self, session: &mut Self::Session, out: &mut Outbox<'_>);
     /// A message sent to this connection from elsewhere.

@@ -131,6 +131,7 @@ impl ChatService {
             out.send(reply.as_bytes());
         }
         let mut queued = job.queued;
+        let then_close = job.then_close;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
             out.close();
             self.run_leftover(session.conn, session.user.clone(), queued);
@@ -143,6 +144,12 @@ impl ChatService {
                     next.queued_bytes += size;
                     next.queued.push_back((request, size));
                 }
+            }
+        }
+        if then_close {
+            match session.job() {
+                Some(next) => next.then_close = true,
+                None => out.close(),
             }
         }
         let (waiting, bytes) = session.job().map_or((0, 0), |j| (j.queued.len(), j.queued_bytes));
@@ -247,6 +254,16 @@ impl Handler for ChatService {
             }
         } else {
             out.send(protocol::error(Errno::RateLimited).as_bytes());
+        }
+    }
+
+    /// A half-closed client is answered in full before the close: now if
+    /// nothing runs for it, else once its job and the requests behind it
+    /// are done.
+    fn end_of_input(&self, session: &mut Session, out: &mut Outbox<'_>) {
+        match session.job() {
+            Some(job) => job.then_close = true,
+            None => out.close(),
         }
     }
 

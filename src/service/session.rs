@@ -70,6 +70,9 @@ pub struct Job {
     pub queued_bytes: usize,
     /// Set when the job is a LOGIN.
     pub login: Option<Early>,
+    /// The peer ended its input: close once this job and the requests that
+    /// wait for it are answered.
+    pub then_close: bool,
 }
 
 /// A LOGIN job's user, and deliveries for them that came before its ACK.
