@@ -350,6 +350,7 @@ fn the_client_reconnects_through_nginx_when_its_server_is_killed() {
     c.login(id, "pw-rc");
     c.expect(&format!("current login user => id:{id} name:{name}"));
     c.expect_exact(BOX_END);
+    c.expect_exact("show command list >>>");
 
     // The server the client landed on dies.
     let holder = online_server_of(&db, id).unwrap_or_else(|| panic!("user {id} is not in table online"));
@@ -375,6 +376,8 @@ fn a_line_typed_while_the_client_reconnects_is_refused_not_sent_later() {
     let id = c.register(&name, "pw-rl");
     c.login(id, "pw-rl");
     c.expect_exact(BOX_END);
+    // The command loop has started: the session is the client's now.
+    c.expect_exact("show command list >>>");
 
     server.signal(libc::SIGKILL);
     c.expect("[connection lost] reconnecting");

@@ -401,14 +401,15 @@ impl Session {
         let request = json!({ "msgid": wire::LOGIN, "id": id, "password": password });
         match self.request(&request, wire::LOGIN_ACK)? {
             Reply::Ack(ack) if format::errno(&ack) == 0 => {
-                term::lines(&format::login(&ack));
                 let me =
                     Me { id: ack.get("id").and_then(Value::as_i64).unwrap_or(id), name: format::text(&ack, "name") };
+                // Before anything else, so that a drop from now on reconnects.
                 // An older server sends no token: then a lost connection ends
                 // the client, as it always did.
                 if ack.get("token").and_then(Value::as_str).is_some() {
                     self.conn.set_resume(Some((me.id, format::text(&ack, "token"))));
                 }
+                term::lines(&format::login(&ack));
                 let done = self.chat(&me);
                 self.conn.set_resume(None);
                 done
