@@ -658,3 +658,41 @@ fn group_chat_keeps_its_speed_during_a_login_storm() {
     );
     sender.ping();
 }
+
+/// SPEC §2/§3: when more password checks wait than the server holds (64),
+/// a LOGIN is answered errno 501 at once, not carried out; the others are
+/// answered as usual, and a token login is not held up by them.
+#[test]
+fn password_checks_past_the_bound_are_refused_with_501_and_token_logins_go_on() {
+    const STORM: usize = 200;
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (c, id, name, token) = user_with_token(server.addr, "bd");
+    close_and_wait_offline(&db, c, id);
+    // Ids that do not exist: each costs a full hash all the same, and none
+    // is throttled (a different id each).
+    let mut storm: Vec<Client> = (0..STORM).map(|_| Client::connect(server.addr)).collect();
+    for (i, s) in storm.iter_mut().enumerate() {
+        s.send(&json!({"msgid": 1, "id": 1_000_000 + i as i64, "password": "wrong"}));
+    }
+    let mut t = Client::connect(server.addr);
+    let started = Instant::now();
+    let ack = token_login_ok(&mut t, id, &name, &token, "a token login during the storm");
+    let token_took = started.elapsed();
+    let acks: Vec<Value> = storm.iter_mut().map(|s| s.recv_msgid(2)).collect();
+    let busy: Vec<&Value> = acks.iter().filter(|a| a["errno"] == 501).collect();
+    let invalid = acks.iter().filter(|a| a["errno"] == 1 && a["errmsg"] == INVALID).count();
+    eprintln!(
+        "{STORM} password LOGINs at once: {} refused busy, {invalid} checked; token login took {token_took:?}",
+        busy.len()
+    );
+    assert_eq!(busy.len() + invalid, STORM, "every LOGIN is answered 1 or 501: {acks:?}");
+    assert!(!busy.is_empty(), "{STORM} password checks at once, none refused with 501");
+    assert!(invalid >= 64, "at least the bound of checks is carried out, {invalid} were");
+    assert_eq!(
+        busy[0],
+        &json!({"msgid": 2, "errno": 501, "errmsg": "server busy, not done; try again later"}),
+        "the refusal"
+    );
+    assert_eq!(ack["id"].as_i64(), Some(id));
+}

@@ -148,11 +148,6 @@ impl Bus {
         self.core.link.stop();
     }
 
-    /// This server's id.
-    pub fn me(&self) -> &str {
-        &self.core.me
-    }
-
     /// Whether `user` is known to be on another server.
     pub fn knows(&self, user: i32) -> bool {
         self.core.locations.get(user).is_some()
@@ -176,11 +171,12 @@ impl Bus {
 
     /// Sends messages to `server`, which holds their users (as the `online`
     /// table says).
-    pub fn send_to(&self, server: &str, messages: Vec<Outgoing>) -> Vec<Outgoing> {
+    /// With a destination named, nothing is homeless: each is sent or held.
+    pub fn send_to(&self, server: &str, messages: Vec<Outgoing>) {
         let dest = self.core.locations.intern(server);
         let homeless = self.core.queue(messages.into_iter().map(|m| (Some(Arc::clone(&dest)), m)));
+        debug_assert!(homeless.is_empty(), "a message with a destination came back homeless");
         self.flush();
-        homeless
     }
 
     /// For a message of this server's to a user who is here now: if

@@ -151,7 +151,7 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
     for (server, messages) in forwards {
         // Its user is held by a live server: the bus keeps it until that
         // server takes it, or gives it back if the server dies.
-        let _ = ctx.bus.send_to(&server, messages);
+        ctx.bus.send_to(&server, messages);
     }
     ctx.bus.complete(&tags);
     ctx.bus.flush();
