@@ -28,7 +28,7 @@ pub struct ServerConfig {
 /// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
 const MAX_FRAME_LIMIT: usize = 8 << 20;
 
-pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N] [--rate MSGS_PER_SEC]";
+pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--max-stored N] [--max-conns N] [--rate MSGS_PER_SEC]";
 
 fn number<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{what} needs a value"))?;
@@ -48,6 +48,7 @@ impl ServerConfig {
                 "--threads" => net.threads = number("--threads", iter.next())?,
                 "--max-frame" => net.max_frame = number("--max-frame", iter.next())?,
                 "--idle-timeout" => net.idle_timeout = Duration::from_secs(number("--idle-timeout", iter.next())?),
+                "--send-timeout" => net.send_timeout = Duration::from_secs(number("--send-timeout", iter.next())?),
                 "--max-conns" => net.max_conns = number("--max-conns", iter.next())?,
                 "--rate" => {
                     let rate: u32 = number("--rate", iter.next())?;
@@ -74,6 +75,9 @@ impl ServerConfig {
         }
         if net.idle_timeout.is_zero() {
             return Err("--idle-timeout must be at least 1 second".into());
+        }
+        if net.send_timeout.is_zero() {
+            return Err("--send-timeout must be at least 1 second".into());
         }
         let db_pool = match env("CHAT_DB_POOL") {
             Some(v) => number("CHAT_DB_POOL", Some(&v))?,

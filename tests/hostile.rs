@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -563,67 +563,6 @@ fn max_conns_closes_new_connections_past_the_limit_at_once() {
     poll_until("a connection to be accepted after one closed", POLL_TIMEOUT, || {
         (probe(server.addr) == Probe::Pong).then_some(())
     });
-}
-
-// ----------------------------------------------------------- idle-timeout
-
-#[test]
-fn idle_timeout_closes_a_silent_connection_and_its_user_goes_offline() {
-    const IDLE: Duration = Duration::from_secs(3);
-    let db = TestDb::new();
-    let server = Server::start_with(&db, &["--idle-timeout", "3"], &[]);
-    let (mut pinger, _, _) = user_on(server.addr, "hp", PW);
-    let mut silent = Client::connect(server.addr);
-    let ids = silent.register(&unique_name("hq"), PW);
-    // The server counts from the last byte it reads, the LOGIN: after this.
-    let quiet_since = Instant::now();
-    silent.login_ok(ids, PW);
-    assert_eq!(pinger.add_friend(ids)["errno"].as_i64(), Some(0));
-
-    // The other client keeps pinging well within the timeout, and collects
-    // what else arrives (the presence push).
-    let stop = Arc::new(AtomicBool::new(false));
-    let pings = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            let mut others = Vec::new();
-            let mut pongs = 0;
-            while !stop.load(Ordering::SeqCst) {
-                pinger.send(&json!({"msgid": 16}));
-                loop {
-                    let v = pinger.recv();
-                    if v["msgid"] == 17 {
-                        break;
-                    }
-                    others.push(v);
-                }
-                pongs += 1;
-                thread::sleep(Duration::from_millis(250));
-            }
-            (pinger, pongs, others)
-        })
-    };
-    let frames = silent.expect_closed();
-    let closed_after = quiet_since.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    let (mut pinger, pongs, mut others) = pings.join().expect("pinger thread");
-    assert!(frames.is_empty(), "the silent connection got frames: {frames:?}");
-    assert!(closed_after >= IDLE, "closed {closed_after:?} after its last message, before the {IDLE:?} timeout");
-    assert!(pongs > 0);
-
-    // Its user is offline: state, presence push, messages stored.
-    wait_user_state(&db, ids, "offline");
-    let presence = loop {
-        if let Some(p) = others.iter().find(|v| v["msgid"] == 15 && v["id"] == ids) {
-            break p.clone();
-        }
-        others.push(pinger.recv());
-    };
-    assert_eq!(presence["state"], "offline", "{presence}");
-    pinger.send_chat(ids, "while you were away");
-    common::wait_offline_count(&db, ids, 1);
-    // The pinging one was not closed.
-    ping_pong(&mut pinger);
 }
 
 // ----------------------------------------------------------- login abuse

@@ -76,6 +76,11 @@ impl OutBuffer {
         self.exempt_end = self.written;
     }
 
+    /// Bytes written to the socket so far: it moves when the peer reads.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.buf.len() - self.start

@@ -11,6 +11,7 @@ use super::config::NetConfig;
 use super::frame::FrameDecoder;
 use super::handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
 use super::remote::{Remote, Task};
+use super::server::StopHandle;
 use super::sys::{self, Epoll};
 
 /// Token of the loop's wake-up eventfd; connection tokens never reach it.
@@ -32,8 +33,12 @@ struct Connection<S> {
     out: OutBuffer,
     /// The handler's state for this connection.
     session: S,
-    /// When bytes last arrived, for the idle timeout.
+    /// When bytes last arrived: a connection quiet for a sweep gives its
+    /// buffers back.
     last_active: Instant,
+    /// Since when pending output has waited without the socket taking any
+    /// of it, for the send timeout; None while nothing waits.
+    stalled_since: Option<Instant>,
     /// Set once the connection must close after flushing its output.
     closing: Option<CloseReason>,
     /// The handler asked not to be given more frames for now.
@@ -83,6 +88,8 @@ pub(super) struct EventLoop<H: Handler> {
     config: NetConfig,
     /// Open connections of the whole server, for `--max-conns`.
     live: Arc<AtomicUsize>,
+    /// Stops the whole server if this loop cannot go on.
+    stop: StopHandle,
     /// The connection table, indexed by the low half of a token.
     slots: Vec<Slot<H::Session>>,
     /// Free slot indices.
@@ -126,7 +133,8 @@ impl<H: Handler> EventLoop<H> {
         handler: Arc<H>,
         remote: Remote<H::Message>,
         config: NetConfig,
-        live: Arc<AtomicUsize>,
+        live: &Arc<AtomicUsize>,
+        stop: &StopHandle,
     ) -> std::io::Result<EventLoop<H>> {
         let epoll = Epoll::new()?;
         epoll.add(remote.inbox(index).wake.raw(), sys::READ_EVENTS, WAKE_TOKEN)?;
@@ -136,7 +144,8 @@ impl<H: Handler> EventLoop<H> {
             handler,
             remote,
             config,
-            live,
+            live: Arc::clone(live),
+            stop: stop.clone(),
             slots: Vec::new(),
             free: Vec::new(),
             dirty: Vec::new(),
@@ -161,8 +170,12 @@ impl<H: Handler> EventLoop<H> {
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!("worker {}: epoll_wait failed: {e}", self.index);
-                    continue;
+                    // Not EINTR (retried): the epoll set itself is broken and
+                    // waiting again would fail the same way at once.
+                    eprintln!("worker {}: epoll_wait failed: {e}; stopping the server", self.index);
+                    self.stop.stop();
+                    self.shutdown();
+                    return;
                 }
             };
             self.now = Instant::now();
@@ -232,6 +245,7 @@ impl<H: Handler> EventLoop<H> {
             out: OutBuffer::default(),
             session,
             last_active: self.now,
+            stalled_since: None,
             closing: None,
             paused: false,
             hung_up: false,
@@ -384,7 +398,9 @@ impl<H: Handler> EventLoop<H> {
     fn flush(&mut self, token: u64) {
         let handler = &*self.handler;
         let max_output = self.config.max_output;
+        let now = self.now;
         let Some(conn) = find(&mut self.slots, token) else { return };
+        let written_before = conn.out.written();
         let result = loop {
             let fd = conn.fd.as_fd();
             if let Err(e) = conn.out.flush(|bytes| sys::write(fd, bytes)) {
@@ -403,6 +419,11 @@ impl<H: Handler> EventLoop<H> {
             if conn.out.len() == before {
                 break None;
             }
+        };
+        conn.stalled_since = match conn.stalled_since {
+            _ if conn.out.is_empty() => None,
+            Some(_) if conn.out.written() != written_before => Some(now),
+            stalled => stalled.or(Some(now)),
         };
         let reason = result.or_else(|| {
             if conn.out.capped_len() > max_output {
@@ -433,25 +454,26 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Once a second: closes the connections silent past the idle timeout,
-    /// and frees the buffers of those that sent nothing since the last sweep
-    /// (see `OutBuffer::release_if_empty`).
+    /// Once a second: closes the connections whose output has been stuck
+    /// past the send timeout, and frees the buffers of those that sent
+    /// nothing since the last sweep (see `OutBuffer::release_if_empty`).
+    /// Quiet connections stay: the kernel's keepalive probes find the dead
+    /// ones (`sys::set_dead_peer`), and a socket error closes them.
     fn sweep(&mut self) {
-        let timeout = self.config.idle_timeout;
+        let send_timeout = self.config.send_timeout;
         let now = self.now;
-        let mut idle = Vec::new();
+        let mut stuck = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(conn) = slot.conn.as_mut() else { continue };
-            let quiet = now.duration_since(conn.last_active);
-            if quiet >= timeout {
-                idle.push(token_of(i as u32, slot.generation));
-            } else if quiet >= SWEEP_EVERY && !conn.dirty {
+            if conn.stalled_since.is_some_and(|since| now.duration_since(since) >= send_timeout) {
+                stuck.push(token_of(i as u32, slot.generation));
+            } else if now.duration_since(conn.last_active) >= SWEEP_EVERY && !conn.dirty {
                 conn.out.release_if_empty();
                 conn.decoder.release_if_empty();
             }
         }
-        for token in idle {
-            self.close(token, CloseReason::Idle);
+        for token in stuck {
+            self.close(token, CloseReason::SendTimeout);
         }
     }
 

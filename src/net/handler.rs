@@ -20,8 +20,8 @@ pub enum CloseReason {
     PeerClosed,
     /// A socket error, such as a reset.
     Error,
-    /// No bytes arrived for the idle timeout.
-    Idle,
+    /// Its pending output made no progress for the send timeout.
+    SendTimeout,
     /// A frame went over `--max-frame`.
     TooLarge,
     /// The handler asked to close.

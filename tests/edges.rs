@@ -1,0 +1,155 @@
+//! The edges of a connection (SPEC §3): a client that stops reading is cut
+//! after `--send-timeout` and what it missed is stored; a dead peer is found
+//! by TCP probes while a silent live one stays.
+
+mod common;
+
+#[path = "support/netns.rs"]
+mod netns;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Client, POLL_TIMEOUT, Server, TestDb, poll_until, user_on, user_state, wait_user_state};
+use serde_json::Value;
+
+const PW: &str = "edge-pw";
+
+/// Shrinks the socket's receive buffer, so the kernel holds little of what
+/// the server sends to a client that does not read.
+fn small_receive_buffer(client: &Client) {
+    let size: libc::c_int = 4096;
+    // SAFETY: passes a pointer to a live c_int and its size, on a socket
+    // the client keeps open.
+    let done = unsafe {
+        libc::setsockopt(
+            client.stream().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(done, 0, "setsockopt SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+/// Everything left in the socket until the server's close, split into
+/// frames; an unterminated tail (a frame cut by the close) is dropped.
+fn read_to_close(client: &Client) -> Vec<Value> {
+    let mut stream = client.stream().try_clone().expect("clone the socket");
+    stream.set_read_timeout(Some(common::RECV_TIMEOUT)).expect("set read timeout");
+    let mut bytes = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut bytes) {
+        assert!(
+            matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+            "reading what the server sent before closing: {e}"
+        );
+    }
+    let complete = bytes.iter().rposition(|&b| b == 0).map_or(0, |end| end + 1);
+    bytes[..complete]
+        .split(|&b| b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| serde_json::from_slice(f).expect("a JSON frame"))
+        .collect()
+}
+
+/// The numbers of the `n<i>-...` chat messages among `frames`.
+fn numbers(frames: impl IntoIterator<Item = Value>) -> Vec<u32> {
+    frames
+        .into_iter()
+        .filter(|v| v["msgid"] == 6)
+        .map(|v| {
+            let msg = v["msg"].as_str().expect("msg is a string").to_string();
+            let digits = msg.trim_start_matches('n').split('-').next().unwrap_or_default().to_string();
+            digits.parse().unwrap_or_else(|_| panic!("unexpected message {msg:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_what_it_missed_is_stored() {
+    const COUNT: u32 = 800;
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--send-timeout", "2", "--rate", "100000"], &[]);
+    let (mut sender, _, _) = user_on(server.addr, "flood", PW);
+    let (reader, reader_id, _) = user_on(server.addr, "stall", PW);
+    small_receive_buffer(&reader);
+
+    // 800 KiB: far more than the kernel buffers, far less than the output
+    // cap, so only the send timeout can end this connection.
+    let pad = "x".repeat(1000);
+    let started = Instant::now();
+    for i in 0..COUNT {
+        sender.send_chat(reader_id, &format!("n{i}-{pad}"));
+    }
+    sender.ping();
+    wait_user_state(&db, reader_id, "offline");
+    assert!(started.elapsed() >= Duration::from_secs(2), "cut before the send timeout");
+
+    // What reached the socket before the cut, then the rest from the store:
+    // every message once, in order.
+    let mut got = numbers(read_to_close(&reader));
+    assert!((got.len() as u32) < COUNT, "the reader got everything live; nothing was stalled");
+    let mut back = Client::connect(server.addr);
+    let ack = back.login_ok(reader_id, PW);
+    let stored = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
+    assert!(!stored.is_empty(), "nothing was stored for the cut reader");
+    got.extend(numbers(stored.iter().map(|s| serde_json::from_str(s.as_str().expect("a string")).expect("JSON"))));
+    assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+}
+
+/// Spawns ChatClient inside `ns` and logs `id` in; the returned child keeps
+/// its stdin open, so the client stays logged in and silent.
+fn client_in(ns: &netns::Netns, server: SocketAddr, id: i64) -> std::process::Child {
+    let mut child = ns
+        .command(common::client_bin())
+        .args([server.ip().to_string(), server.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ChatClient in the namespace");
+    let stdin = child.stdin.as_mut().expect("stdin is piped");
+    std::io::Write::write_all(stdin, format!("1\n{id}\n{PW}\n").as_bytes()).expect("feed the client");
+    child
+}
+
+#[test]
+fn a_dead_peer_goes_offline_while_a_silent_live_one_stays() {
+    let db = TestDb::new();
+    let ns = netns::Netns::new("dead");
+    let server = Server::start_args(&db, &["0.0.0.0", "0", "--idle-timeout", "2"], &[]);
+    let port = server.addr.port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut friend, _, _) = user_on(local, "watch", PW);
+    let (mut silent, silent_id, _) = user_on(local, "silent", PW);
+    let silent_since = Instant::now();
+    let mut dead = Client::connect(local);
+    let dead_id = dead.register(&common::unique_name("dead"), PW);
+    drop(dead);
+
+    let mut child = client_in(&ns, SocketAddr::from((ns.host_ip, port)), dead_id);
+    wait_user_state(&db, dead_id, "online");
+    ns.cut();
+    let cut_at = Instant::now();
+
+    // Idle 2 s, then 5 probes 2 s apart: gone in about 12 s; allowed a
+    // minute more, as the spec says.
+    let limit = Duration::from_secs(2 + 60) + POLL_TIMEOUT;
+    poll_until("the dead peer's user to go offline", limit, || (user_state(&db, dead_id) == "offline").then_some(()));
+    assert!(cut_at.elapsed() >= Duration::from_secs(2), "offline before its idle timeout");
+    // The silent one stays quiet past its own idle time and five probe
+    // rounds (the silence is what is tested), and is still here: a message
+    // reaches it live.
+    let quiet = Duration::from_secs(2 + 5 * 2 + 2);
+    std::thread::sleep(quiet.saturating_sub(silent_since.elapsed()));
+    assert_eq!(user_state(&db, silent_id), "online");
+    friend.send_chat(silent_id, "still there?");
+    let got = silent.recv_msgid(6);
+    assert_eq!(got["msg"], "still there?");
+    let _ = child.kill();
+    let _ = child.wait();
+}
