@@ -49,6 +49,7 @@ impl ServerConfig {
                 "--max-frame" => net.max_frame = number("--max-frame", iter.next())?,
                 "--idle-timeout" => net.idle_timeout = Duration::from_secs(number("--idle-timeout", iter.next())?),
                 "--send-timeout" => net.send_timeout = Duration::from_secs(number("--send-timeout", iter.next())?),
+                "--max-stored" => limits.max_stored = number("--max-stored", iter.next())?,
                 "--max-conns" => net.max_conns = number("--max-conns", iter.next())?,
                 "--rate" => {
                     let rate: u32 = number("--rate", iter.next())?;

@@ -153,3 +153,84 @@ fn a_dead_peer_goes_offline_while_a_silent_live_one_stays() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_full_offline_store_refuses_more_with_errno_106_and_keeps_the_first_in_order() {
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--max-stored", "5"], &[]);
+    let (mut sender, sender_id, _) = user_on(server.addr, "full-s", PW);
+    let (away, _) = common::offline_user(server.addr, "full-r", PW);
+    let (mut member, _, _) = user_on(server.addr, "full-m", PW);
+
+    for i in 0..5 {
+        sender.send_chat(away, &format!("n{i}-kept"));
+    }
+    // A PING answered after them: none of the five was refused.
+    assert_eq!(sender.ping()["msgid"], 17);
+    sender.send_chat(away, "n5-refused");
+    let refusal = sender.recv_error(106);
+    assert!(refusal["msg"].as_str().is_some_and(|m| m.contains("full")), "{refusal}");
+
+    // A group message reaches the member with room and is refused, by
+    // name, for the full one.
+    let group = sender.new_group(&common::unique_name("full-g"), "capped");
+    assert_eq!(member.add_group(group)["errno"], 0);
+    let mut away_client = Client::connect(server.addr);
+    away_client.login_ok(away, PW);
+    // (The LOGIN_ACK took the five; fill the store again while away.)
+    assert_eq!(away_client.add_group(group)["errno"], 0);
+    away_client.logout();
+    common::wait_user_state(&db, away, "offline");
+    for i in 0..5 {
+        sender.send_chat(away, &format!("n{i}-again"));
+    }
+    sender.ping();
+    sender.send_group_chat(group, "to the group");
+    let refusal = sender.recv_error(106);
+    assert!(refusal["msg"].as_str().is_some_and(|m| m.contains(&away.to_string())), "{refusal}");
+    let got = member.recv_msgid(10);
+    assert_eq!((got["msg"].as_str(), got["id"].as_i64()), (Some("to the group"), Some(sender_id)));
+
+    let mut back = Client::connect(server.addr);
+    let ack = back.login_ok(away, PW);
+    let stored: Vec<String> = ack["offlinemsg"]
+        .as_array()
+        .expect("stored messages")
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(m.as_str().expect("string")).expect("JSON")["msg"]
+                .as_str()
+                .expect("msg")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(stored, (0..5).map(|i| format!("n{i}-again")).collect::<Vec<_>>());
+}
+
+#[test]
+fn stored_messages_past_the_login_acks_bound_follow_it_in_order_and_are_deleted() {
+    const COUNT: u32 = 40;
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut sender, _, _) = user_on(server.addr, "big-s", PW);
+    let (away, _) = common::offline_user(server.addr, "big-r", PW);
+    // 40 messages of 50 KB: 2 MB stored, twice what one LOGIN_ACK carries.
+    let pad = "y".repeat(50_000);
+    for i in 0..COUNT {
+        sender.send_chat(away, &format!("n{i}-{pad}"));
+    }
+    sender.ping();
+    common::wait_offline_count(&db, away, i64::from(COUNT));
+
+    let mut back = Client::connect(server.addr);
+    let ack = back.login_ok(away, PW);
+    let in_ack = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
+    let ack_bytes: usize = in_ack.iter().map(|m| m.as_str().map_or(0, str::len)).sum();
+    assert!(!in_ack.is_empty() && ack_bytes <= 1 << 20, "the LOGIN_ACK carried {ack_bytes} bytes of stored messages");
+    let mut got = numbers(in_ack.iter().map(|s| serde_json::from_str(s.as_str().expect("a string")).expect("JSON")));
+    while got.len() < COUNT as usize {
+        got.extend(numbers([back.recv_msgid(6)]));
+    }
+    assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+    common::wait_offline_count(&db, away, 0);
+}

@@ -18,7 +18,7 @@ use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
 use super::request::{Request, Secret};
 use super::router;
-use super::session::{Early, Job, Mark, Session, State, User};
+use super::session::{Early, Handed, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
 use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
@@ -97,15 +97,20 @@ impl ChatService {
         let early = job.login.map(|e| e.deliveries).unwrap_or_default();
         let mut replies = outcome.replies.into_iter();
         match outcome.change {
-            Some(SessionChange::LoggedIn { user, offline_upto }) => {
+            Some(SessionChange::LoggedIn { user, offline_upto, more_stored }) => {
                 if let Some(ack) = replies.next() {
                     match offline_upto {
                         Some(upto) => {
-                            session.pending_delete.push_back((user.id, upto));
+                            session.pending_delete.push_back(Handed { user: user.id, upto, own_frame: false });
                             out.send_marked(ack.as_bytes(), Mark::LoginAck as u64);
                         }
                         None => out.send(ack.as_bytes()),
                     }
+                }
+                // Ahead of anything live: they were sent before it.
+                for (upto, frame) in more_stored {
+                    session.pending_delete.push_back(Handed { user: user.id, upto, own_frame: true });
+                    out.send_marked(frame.as_bytes(), Mark::Stored as u64);
                 }
                 for delivery in early {
                     if delivery.to == user.id {
@@ -321,14 +326,18 @@ impl Handler for ChatService {
             written_out(session.tracked.pop_front());
             return;
         }
-        let Some((user, upto)) = session.pending_delete.pop_front() else { return };
-        let ctx = Arc::clone(&self.ctx);
-        self.ctx.jobs.spawn(move || {
-            if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
-                // They stay stored and come again at the next login.
-                eprintln!("stored messages of user {user} not deleted: {e}");
-            }
-        });
+        let Some(handed) = session.pending_delete.pop_front() else { return };
+        if !handed.own_frame {
+            return self.delete_stored(handed.user, handed.upto);
+        }
+        let count = session.written_stored.map_or(0, |(_, _, n)| n) + 1;
+        let more = session.pending_delete.front().is_some_and(|next| next.own_frame);
+        if more && count < DELETE_BATCH {
+            session.written_stored = Some((handed.user, handed.upto, count));
+        } else {
+            session.written_stored = None;
+            self.delete_stored(handed.user, handed.upto);
+        }
     }
 
     fn closed(
@@ -339,8 +348,13 @@ impl Handler for ChatService {
         pending: Pending<'_, Message>,
     ) -> AfterClose {
         let conn = session.conn;
+        // Stored messages among the unsent frames are still in the store.
+        let stored_unsent = session.pending_delete.iter().filter(|h| h.own_frame).count();
+        if let Some((user, upto, _)) = session.written_stored.take() {
+            self.delete_stored(user, upto);
+        }
         let mut undelivered = match &session.user {
-            Some(me) => undelivered_chats(me.id, unsent),
+            Some(me) => undelivered_chats(me.id, skip_frames(unsent, stored_unsent)),
             None => Vec::new(),
         };
         // Bus messages among the unsent frames: acknowledged once stored.
@@ -403,7 +417,22 @@ impl Handler for ChatService {
     }
 }
 
+/// Stored messages written out in frames of their own are deleted this
+/// many at a time (and at a close), not one statement each.
+const DELETE_BATCH: u32 = 256;
+
 impl ChatService {
+    /// Deletes `user`'s stored messages up to `upto`, now written out.
+    fn delete_stored(&self, user: i32, upto: i64) {
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.jobs.spawn(move || {
+            if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
+                // They stay stored and come again at the next login.
+                eprintln!("stored messages of user {user} not deleted: {e}");
+            }
+        });
+    }
+
     /// Sorts the messages still queued for a closed connection: chat to
     /// keep (or, for a login in flight, to hold for that user), and the
     /// running job's result.
@@ -455,6 +484,17 @@ fn send_delivery(session: &mut Session, delivery: Delivery, out: &mut Outbox<'_>
 fn written_out(tag: Option<Tag>) {
     if let Some(tag) = tag {
         WRITTEN_OUT.with(|w| w.borrow_mut().push(tag));
+    }
+}
+
+/// `frames` (NUL-terminated) without the first `n`.
+fn skip_frames(frames: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return frames;
+    }
+    match frames.iter().enumerate().filter(|&(_, &b)| b == 0).nth(n - 1) {
+        Some((end, _)) => &frames[end + 1..],
+        None => &[],
     }
 }
 

@@ -15,11 +15,14 @@ pub struct Limits {
     pub burst: f64,
     /// Failed logins on one connection before it is closed.
     pub max_login_failures: u32,
+    /// Messages one user's offline store holds; past it a sender gets
+    /// errno 106 (`--max-stored`).
+    pub max_stored: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { rate: 200.0, burst: 400.0, max_login_failures: 5 }
+        Limits { rate: 200.0, burst: 400.0, max_login_failures: 5, max_stored: 10_000 }
     }
 }
 
@@ -96,7 +99,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_the_burst_then_the_rate() {
-        let limits = Limits { rate: 10.0, burst: 5.0, max_login_failures: 5 };
+        let limits = Limits { rate: 10.0, burst: 5.0, ..Limits::default() };
         let start = Instant::now();
         let mut bucket = Bucket::new(&limits);
         assert_eq!((0..8).filter(|_| bucket.take(&limits, start)).count(), 5);

@@ -25,6 +25,12 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, groupid: i32, msg: &str) -> Result<Outco
     let payload: Arc<str> = protocol::group_chat(me.id, &me.name, groupid, msg, &clock::now_stamp()).into();
     let deliveries =
         members.into_iter().filter(|&id| id != me.id).map(|to| Delivery::chat(to, Arc::clone(&payload))).collect();
-    router::route(ctx, deliveries)?;
+    let full = router::route_new(ctx, deliveries)?.0;
+    if !full.is_empty() {
+        let ids: Vec<String> = full.iter().map(i32::to_string).collect();
+        let text =
+            format!("the offline store of user {} is full: this message was not stored for them", ids.join(", "));
+        return Ok(Outcome::reply(protocol::error_with(Errno::StoreFull, &text)));
+    }
     Ok(Outcome::nothing())
 }

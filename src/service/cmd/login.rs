@@ -62,13 +62,33 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
     else {
         return refuse(Errno::InUse, Errno::InUse.text());
     };
+    let (offline, more_stored) = split_stored(offline);
     let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
     let presence = followers.into_iter().map(|to| Delivery::notice(to, Arc::clone(&payload)));
     router::route(ctx, presence.collect())?;
 
     let offline_upto = offline.last().map(|m| m.id);
-    Ok(Outcome { replies: vec![ack], change: Some(SessionChange::LoggedIn { user: me, offline_upto }) })
+    let change = SessionChange::LoggedIn { user: me, offline_upto, more_stored };
+    Ok(Outcome { replies: vec![ack], change: Some(change) })
+}
+
+/// Most bytes of stored messages one LOGIN_ACK carries.
+const ACK_STORED_BYTES: usize = 1 << 20;
+
+/// The stored messages that fit in the LOGIN_ACK, and the rest, oldest
+/// first, to follow it as frames of their own.
+fn split_stored(mut offline: Vec<OfflineMessage>) -> (Vec<OfflineMessage>, Vec<(i64, String)>) {
+    let mut bytes = 0;
+    let fit = offline
+        .iter()
+        .position(|m| {
+            bytes += m.message.len();
+            bytes > ACK_STORED_BYTES
+        })
+        .unwrap_or(offline.len());
+    let rest = offline.split_off(fit).into_iter().map(|m| (m.id, m.message)).collect();
+    (offline, rest)
 }
 
 /// What a login hands back.

@@ -35,10 +35,13 @@ pub struct Caller {
 #[derive(Debug)]
 pub enum SessionChange {
     /// `user` logged in; the LOGIN_ACK (the first reply) carries stored
-    /// messages up to `offline_upto`, deleted once it is written out.
+    /// messages up to `offline_upto`, deleted once it is written out. The
+    /// stored messages it had no room for follow it as frames of their
+    /// own, `(id, frame)` in order, each deleted once written.
     LoggedIn {
         user: User,
         offline_upto: Option<i64>,
+        more_stored: Vec<(i64, String)>,
     },
     LoggedOut,
     /// A login was refused for a wrong id or password.
