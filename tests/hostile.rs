@@ -303,32 +303,18 @@ fn flood_of_5000_messages_every_one_delivered_in_order_or_refused_with_104() {
 
 // ------------------------------------------------------------ slow reader
 
-/// Reads one NUL-terminated frame of any size from `stream`, scanning only
-/// new bytes; Err when the connection ends first or `timeout` passes.
-fn read_big_frame(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("timed out after {timeout:?} with {} bytes of the frame read", buf.len()));
-        }
-        stream.set_read_timeout(Some(left)).expect("set read timeout");
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(format!("connection closed after {} bytes of the frame", buf.len())),
-            Ok(n) => {
-                if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
-                    buf.extend_from_slice(&chunk[..nul]);
-                    return Ok(buf);
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{e} after {} bytes of the frame", buf.len())),
-        }
+/// Logs `c` in as `id` and collects the numbers of the stored messages
+/// from `from` that come: those in the LOGIN_ACK (at most 1 MiB of them),
+/// then those that follow it as frames of their own, until `count`.
+fn stored_at_login(c: &mut Client, id: i64, from: i64, count: usize) -> Vec<usize> {
+    c.send(&json!({"msgid": 1, "id": id, "password": PW}));
+    let ack = c.recv_msgid(2);
+    assert_eq!(ack["errno"].as_i64(), Some(0), "{}", short(&ack));
+    let mut got: Vec<usize> = common::parse_string_list(&ack["offlinemsg"]).iter().map(|v| seq_of(v, from)).collect();
+    while got.len() < count {
+        got.push(seq_of(&c.recv_msgid(6), from));
     }
+    got
 }
 
 /// The start of a frame, for failure messages.
@@ -443,26 +429,11 @@ fn a_client_that_stops_reading_is_cut_off_memory_stays_bounded_and_the_rest_is_s
     let mut problems: Vec<String> =
         check_run(&stored, k, COUNT, "the messages stored for B").err().into_iter().collect();
 
-    // B logs in again and gets them all in offlinemsg.
+    // B logs in again and gets them all: in offlinemsg, then right after.
     let mut b2 = Client::connect(server.addr);
-    b2.send(&json!({"msgid": 1, "id": idb, "password": PW}));
-    let stored_mib = rows.iter().map(String::len).sum::<usize>() >> 20;
-    let mut stream = b2.stream().try_clone().expect("clone socket");
-    match read_big_frame(&mut stream, Duration::from_secs(120)) {
-        Ok(frame) => {
-            let ack: Value = serde_json::from_slice(&frame).expect("LOGIN_ACK is JSON");
-            assert_eq!((ack["msgid"].as_i64(), ack["errno"].as_i64()), (Some(2), Some(0)), "{}", short(&ack));
-            let offline: Vec<usize> =
-                common::parse_string_list(&ack["offlinemsg"]).iter().map(|v| seq_of(v, ida)).collect();
-            problems.extend(check_run(&offline, k, COUNT, "B's offlinemsg").err());
-            assert_pair_chats(&mut a, ida, &mut b2, idb, "after B's new login");
-        }
-        Err(e) => problems.push(format!(
-            "B's new login with {} stored messages ({stored_mib} MiB): no LOGIN_ACK: {e} ({} messages still stored)",
-            COUNT - k,
-            common::offline_count(&db, idb)
-        )),
-    }
+    let offline = stored_at_login(&mut b2, idb, ida, COUNT - k);
+    problems.extend(check_run(&offline, k, COUNT, "B's stored messages at login").err());
+    assert_pair_chats(&mut a, ida, &mut b2, idb, "after B's new login");
     assert_pair_chats(&mut c, idc, &mut d, idd, "at the end");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -470,7 +441,8 @@ fn a_client_that_stops_reading_is_cut_off_memory_stays_bounded_and_the_rest_is_s
 #[test]
 fn stored_messages_past_the_output_cap_still_reach_their_user_at_login() {
     // 300 messages of 60 KiB (18 MiB, well past the 4 MiB output cap) for a
-    // user who is offline; the LOGIN_ACK that carries them is read at once.
+    // user who is offline; the LOGIN_ACK and the frames that follow it with
+    // the rest are read at once.
     const COUNT: usize = 300;
     let db = TestDb::new();
     let server = Server::start_with(&db, &["--rate", "100000"], &[]);
@@ -483,19 +455,8 @@ fn stored_messages_past_the_output_cap_still_reach_their_user_at_login() {
     ping_pong(&mut a);
     common::wait_offline_count(&db, idb, COUNT as i64);
     let mut b = Client::connect(server.addr);
-    b.send(&json!({"msgid": 1, "id": idb, "password": PW}));
-    let mut stream = b.stream().try_clone().expect("clone socket");
-    let frame = read_big_frame(&mut stream, Duration::from_secs(120)).unwrap_or_else(|e| {
-        panic!(
-            "login of a user with {COUNT} stored messages of 60 KiB: no LOGIN_ACK: {e} \
-             ({} messages still stored)",
-            common::offline_count(&db, idb)
-        )
-    });
-    let ack: Value = serde_json::from_slice(&frame).expect("LOGIN_ACK is JSON");
-    assert_eq!((ack["msgid"].as_i64(), ack["errno"].as_i64()), (Some(2), Some(0)), "{}", short(&ack));
-    let offline: Vec<usize> = common::parse_string_list(&ack["offlinemsg"]).iter().map(|v| seq_of(v, ida)).collect();
-    assert_run(&offline, 0, COUNT, "offlinemsg");
+    let offline = stored_at_login(&mut b, idb, ida, COUNT);
+    assert_run(&offline, 0, COUNT, "stored messages at login");
     // Delivered whole: they are deleted.
     common::wait_offline_count(&db, idb, 0);
 }

@@ -19,6 +19,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// Most bytes read from one connection per turn, so one busy client cannot
 /// starve the others; the rest is read on the next turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// How long a loop with reads waiting sleeps while another loop is behind.
+const CONGESTED_WAIT_MS: i32 = 1;
 /// How often the sweep runs: idle connections closed, quiet ones' buffers
 /// freed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -165,8 +167,15 @@ impl<H: Handler> EventLoop<H> {
         loop {
             // Do not sleep while work is waiting: reads cut short by the budget,
             // or tasks this loop posted to itself (those send no wake-up).
+            // While a loop is behind, nobody reads: what the clients send
+            // waits in TCP, and this loop looks again shortly.
+            let congested = self.remote.congested();
             let pending = !self.unread.is_empty() || self.remote.inbox(self.index).has_tasks();
-            let timeout = if pending { 0 } else { SWEEP_EVERY.as_millis() as i32 };
+            let timeout = match (pending, congested) {
+                (true, true) => CONGESTED_WAIT_MS,
+                (true, false) => 0,
+                (false, _) => SWEEP_EVERY.as_millis() as i32,
+            };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
@@ -187,14 +196,23 @@ impl<H: Handler> EventLoop<H> {
                 }
                 let hangup = flags & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0;
                 if hangup || flags & libc::EPOLLIN as u32 != 0 {
-                    self.read(token, hangup);
+                    if congested {
+                        self.defer_read(token, hangup);
+                    } else {
+                        self.read(token, hangup);
+                    }
                 }
                 if flags & libc::EPOLLOUT as u32 != 0 {
                     self.mark_dirty(token);
                 }
             }
-            for token in std::mem::take(&mut self.unread) {
-                self.read(token, false);
+            if !congested {
+                // Deferred reads may name a connection more than once.
+                self.unread.sort_unstable();
+                self.unread.dedup();
+                for token in std::mem::take(&mut self.unread) {
+                    self.read(token, false);
+                }
             }
             self.remote.inbox(self.index).take(&mut tasks);
             let mut stop = false;
@@ -314,6 +332,15 @@ impl<H: Handler> EventLoop<H> {
         match end {
             Some(reason) => self.close(token, reason),
             None => self.mark_dirty(token),
+        }
+    }
+
+    /// Notes that `token` has something to read, to be read once no loop is
+    /// congested; an edge-triggered event does not come again.
+    fn defer_read(&mut self, token: u64, hangup: bool) {
+        if let Some(conn) = find(&mut self.slots, token) {
+            conn.hung_up |= hangup;
+            self.unread.push(token);
         }
     }
 

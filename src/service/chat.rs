@@ -67,6 +67,10 @@ impl ChatService {
             _ => {}
         }
         let hashes = matches!(request, Request::Login { secret: Secret::Password(_), .. } | Request::Register { .. });
+        if !hashes && self.jobs_overloaded() {
+            out.send(cmd::refusal(&request, Errno::Busy).as_bytes());
+            return;
+        }
         let busy = hashes.then(|| cmd::refusal(&request, Errno::Busy));
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
@@ -89,6 +93,13 @@ impl ChatService {
             None => ctx.jobs.spawn(job),
         }
         session.state = State::Busy(Job { login, ..Job::default() });
+    }
+
+    /// Whether the request must be refused (errno 501) because the job
+    /// threads have more waiting than their high-water mark: MySQL is not
+    /// keeping up, and queueing more would only grow memory.
+    fn jobs_overloaded(&self) -> bool {
+        self.ctx.jobs.waiting() >= JOBS_WAITING_PER_THREAD * self.ctx.jobs.threads()
     }
 
     /// Busy -> Idle: applies a finished job to its open session and runs
@@ -416,6 +427,10 @@ impl Handler for ChatService {
         }
     }
 }
+
+/// Jobs waiting per job thread (per MySQL connection) past which a request
+/// that needs one is refused (501): 2,048 with the default pool of 8.
+const JOBS_WAITING_PER_THREAD: usize = 256;
 
 /// Stored messages written out in frames of their own are deleted this
 /// many at a time (and at a close), not one statement each.

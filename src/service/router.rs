@@ -79,10 +79,17 @@ pub fn store_new(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<Full, Serv
     store_on_lanes(ctx, deliveries, Some(ctx.limits.max_stored))
 }
 
+/// Jobs waiting on one lane past which a sender's new message is refused
+/// (errno 501) instead of queued: MySQL is not keeping up.
+const LANE_HIGH_WATER: usize = 4096;
+
 fn store_on_lanes(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>, cap: Option<u64>) -> Result<Full, ServiceError> {
     let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
     for delivery in deliveries {
         by_lane.entry(ctx.lanes.of(delivery.to)).or_default().push(delivery);
+    }
+    if cap.is_some() && by_lane.keys().any(|&lane| ctx.lanes.waiting(lane) >= LANE_HIGH_WATER) {
+        return Err(ServiceError::Busy);
     }
     let mut result = Ok(Full::default());
     for (lane, batch) in by_lane {

@@ -17,6 +17,7 @@ pub use logout::{LeaveQueue, Leaver};
 pub use one_chat::try_live as one_chat_live;
 
 use super::context::Ctx;
+use super::error::ServiceError;
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::session::User;
@@ -70,7 +71,7 @@ impl Outcome {
 /// Carries out `request` for `caller`; a storage failure becomes errno 500
 /// in the request's own reply form.
 pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
-    let storage_failure = storage_failure_reply(&request);
+    let form = ReplyForm::of(&request);
     let result = match (&caller.user, request) {
         (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),
         (_, Request::Login { id, secret }) => login::apply(ctx, caller, id, &secret),
@@ -83,9 +84,12 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
         (Some(me), Request::AddGroup { groupid }) => add_group::apply(ctx, me, groupid),
         (Some(me), Request::GroupChat { groupid, msg }) => group_chat::apply(ctx, me, groupid, &msg),
     };
-    result.unwrap_or_else(|e| {
-        eprintln!("request failed: {e}");
-        Outcome::reply(storage_failure)
+    result.unwrap_or_else(|e| match e {
+        ServiceError::Busy => Outcome::reply(form.refusal(Errno::Busy)),
+        e => {
+            eprintln!("request failed: {e}");
+            Outcome::reply(form.refusal(Errno::Storage))
+        }
     })
 }
 
@@ -98,15 +102,31 @@ pub fn storage_failure_reply(request: &Request) -> String {
 /// `errno` (500, 501: the request was not carried out) in the form the
 /// client waits for.
 pub fn refusal(request: &Request, errno: Errno) -> String {
-    let ack = match request {
-        Request::Login { .. } => msgid::LOGIN_ACK,
-        Request::Register { .. } => msgid::REG_ACK,
-        Request::AddFriend { .. } => msgid::ADD_FRIEND_ACK,
-        Request::CreateGroup { .. } => msgid::CREATE_GROUP_ACK,
-        Request::AddGroup { .. } => msgid::ADD_GROUP_ACK,
-        _ => return protocol::error(errno),
-    };
-    protocol::ack_error(ack, errno, errno.text())
+    ReplyForm::of(request).refusal(errno)
+}
+
+/// How a request is answered: with its ACK (this msgid), or with an ERROR.
+#[derive(Clone, Copy)]
+struct ReplyForm(Option<i64>);
+
+impl ReplyForm {
+    fn of(request: &Request) -> ReplyForm {
+        ReplyForm(match request {
+            Request::Login { .. } => Some(msgid::LOGIN_ACK),
+            Request::Register { .. } => Some(msgid::REG_ACK),
+            Request::AddFriend { .. } => Some(msgid::ADD_FRIEND_ACK),
+            Request::CreateGroup { .. } => Some(msgid::CREATE_GROUP_ACK),
+            Request::AddGroup { .. } => Some(msgid::ADD_GROUP_ACK),
+            _ => None,
+        })
+    }
+
+    fn refusal(self, errno: Errno) -> String {
+        match self.0 {
+            Some(ack) => protocol::ack_error(ack, errno, errno.text()),
+            None => protocol::error(errno),
+        }
+    }
 }
 
 /// Counts characters (not bytes), as the VARCHAR columns do.
