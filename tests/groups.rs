@@ -271,3 +271,26 @@ fn presence_tells_friends_of_login_logout_and_close_and_nobody_else() {
     ping_pong(&mut c);
     ping_pong(&mut a);
 }
+
+#[test]
+fn a_member_who_joins_gets_the_next_group_message_although_the_group_was_in_use() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut a, ida, namea) = user_on(server.addr, "ja", PW);
+    let (mut b, _, _) = user_on(server.addr, "jb", PW);
+    let (mut c, idc, _) = user_on(server.addr, "jc", PW);
+    let group = a.new_group(&unique_name("join"), "grows");
+    assert_eq!(b.add_group(group)["errno"], 0);
+    // The group is in use (its members are known to the server) ...
+    a.send_group_chat(group, "before c");
+    assert_group_chat(&b.recv_msgid(10), ida, &namea, group, "before c");
+    // ... and C's joining reaches the very next message, live and stored.
+    assert_eq!(c.add_group(group)["errno"], 0);
+    a.send_group_chat(group, "after c");
+    assert_group_chat(&c.recv_msgid(10), ida, &namea, group, "after c");
+    assert_group_chat(&b.recv_msgid(10), ida, &namea, group, "after c");
+    c.logout();
+    wait_user_state(&db, idc, "offline");
+    a.send_group_chat(group, "c away");
+    wait_offline_count(&db, idc, 1);
+}

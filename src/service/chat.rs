@@ -63,6 +63,7 @@ impl ChatService {
                 return;
             }
             (Some(me), Request::OneChat { toid, msg }) if cmd::one_chat_live(ctx, me, *toid, msg) => return,
+            (Some(me), Request::GroupChat { groupid, msg }) if cmd::group_chat_live(ctx, me, *groupid, msg) => return,
             (None, Request::Login { id, .. }) => login = Some(Early { id: *id, deliveries: Vec::new() }),
             _ => {}
         }

@@ -45,6 +45,20 @@ pub fn route_new(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<Full, Serv
 /// came over the bus is not sent on by what this server believes: it goes
 /// to the store, which asks MySQL where its user really is.
 pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    send_where_online_by(ctx, deliveries, |out| ctx.bus.send(out))
+}
+
+/// [`send_where_online`] from an event loop: what goes over the bus is
+/// written at the end of the loop's turn, never waiting for Redis.
+pub fn send_from_loop(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    send_where_online_by(ctx, deliveries, |out| ctx.bus.queue(out))
+}
+
+fn send_where_online_by(
+    ctx: &Ctx,
+    deliveries: Vec<Delivery>,
+    bus: impl FnOnce(Vec<Outgoing>) -> Vec<Outgoing>,
+) -> Vec<Delivery> {
     let mut elsewhere: Vec<Outgoing> = Vec::new();
     let mut missed = Vec::new();
     let mut wakes = Vec::new();
@@ -61,7 +75,7 @@ pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> 
     }
     ctx.remote.wake_all(wakes);
     if !elsewhere.is_empty() {
-        missed.extend(ctx.bus.send(elsewhere).into_iter().filter(|m| m.keep).map(Delivery::from));
+        missed.extend(bus(elsewhere).into_iter().filter(|m| m.keep).map(Delivery::from));
     }
     missed
 }
@@ -317,8 +331,16 @@ impl Sink for BusSink {
         });
     }
 
+    fn group_changed(&self, group: i32) {
+        if let Some(ctx) = self.ctx() {
+            ctx.members.changed(group);
+        }
+    }
+
     fn resync(&self) {
         let Some(ctx) = self.ctx() else { return };
+        // Notices of new members may have been missed while Redis was away.
+        ctx.members.clear();
         let job_ctx = Arc::clone(&ctx);
         ctx.jobs.spawn(move || {
             job_ctx.bus.announce(true, &job_ctx.registry.users());

@@ -13,6 +13,7 @@ mod logout;
 mod one_chat;
 mod register;
 
+pub use group_chat::try_live as group_chat_live;
 pub use logout::{LeaveQueue, Leaver};
 pub use one_chat::try_live as one_chat_live;
 
