@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub token_ttl: Duration,
 }
 
+/// Largest `--idle-timeout`: Linux takes keepalive times up to 32767 s.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(32767);
+
 /// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
 const MAX_FRAME_LIMIT: usize = 8 << 20;
 
@@ -74,8 +77,11 @@ impl ServerConfig {
         if !(64..=MAX_FRAME_LIMIT).contains(&net.max_frame) {
             return Err(format!("--max-frame must be between 64 and {MAX_FRAME_LIMIT} bytes"));
         }
-        if net.idle_timeout.is_zero() {
-            return Err("--idle-timeout must be at least 1 second".into());
+        if net.idle_timeout.is_zero() || net.idle_timeout > MAX_IDLE_TIMEOUT {
+            return Err(format!("--idle-timeout must be between 1 and {} seconds", MAX_IDLE_TIMEOUT.as_secs()));
+        }
+        if limits.max_stored == 0 {
+            return Err("--max-stored must be at least 1".into());
         }
         if net.send_timeout.is_zero() {
             return Err("--send-timeout must be at least 1 second".into());

@@ -93,11 +93,13 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_what_it_missed_
     // every message once, in order.
     let mut got = numbers(read_to_close(&reader));
     assert!((got.len() as u32) < COUNT, "the reader got everything live; nothing was stalled");
+    let live = got.len();
     let mut back = Client::connect(server.addr);
-    let ack = back.login_ok(reader_id, PW);
-    let stored = ack["offlinemsg"].as_array().cloned().unwrap_or_default();
-    assert!(!stored.is_empty(), "nothing was stored for the cut reader");
-    got.extend(numbers(stored.iter().map(|s| serde_json::from_str(s.as_str().expect("a string")).expect("JSON"))));
+    got.extend(numbers_with_acks(vec![back.login_ok(reader_id, PW)]));
+    assert!(got.len() > live, "nothing was stored for the cut reader");
+    while got.len() < COUNT as usize {
+        got.extend(numbers([back.recv_msgid(6)]));
+    }
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
 }
 
@@ -232,5 +234,58 @@ fn stored_messages_past_the_login_acks_bound_follow_it_in_order_and_are_deleted(
         got.extend(numbers([back.recv_msgid(6)]));
     }
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+    common::wait_offline_count(&db, away, 0);
+}
+
+/// The numbers of the chat messages among `frames`: ONE_CHAT frames and
+/// those a LOGIN_ACK carries.
+fn numbers_with_acks(frames: Vec<Value>) -> Vec<u32> {
+    let mut all = Vec::new();
+    for v in frames {
+        if v["msgid"] == 2 {
+            let stored = v["offlinemsg"].as_array().cloned().unwrap_or_default();
+            all.extend(
+                stored.iter().map(|s| serde_json::from_str::<Value>(s.as_str().expect("string")).expect("JSON")),
+            );
+        } else {
+            all.push(v);
+        }
+    }
+    numbers(all)
+}
+
+#[test]
+fn a_login_cut_off_while_its_stored_messages_go_out_loses_and_repeats_none() {
+    const COUNT: u32 = 40;
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--send-timeout", "2"], &[]);
+    let (mut sender, _, _) = user_on(server.addr, "cut-s", PW);
+    let (away, _) = common::offline_user(server.addr, "cut-r", PW);
+    // 2 MB stored: a LOGIN_ACK of 1 MiB and frames after it.
+    let pad = "y".repeat(50_000);
+    for i in 0..COUNT {
+        sender.send_chat(away, &format!("n{i}-{pad}"));
+    }
+    sender.ping();
+    common::wait_offline_count(&db, away, i64::from(COUNT));
+
+    // A login that does not read: cut after the send timeout, in the
+    // middle of its LOGIN_ACK or of the frames after it.
+    let mut stalled = Client::connect(server.addr);
+    small_receive_buffer(&stalled);
+    stalled.send(&serde_json::json!({"msgid": 1, "id": away, "password": PW}));
+    wait_user_state(&db, away, "online");
+    wait_user_state(&db, away, "offline");
+    let mut got = numbers_with_acks(read_to_close(&stalled));
+
+    // The next login brings exactly the rest.
+    let mut back = Client::connect(server.addr);
+    let ack = back.login_ok(away, PW);
+    got.extend(numbers_with_acks(vec![ack]));
+    while got.len() < COUNT as usize {
+        got.extend(numbers([back.recv_msgid(6)]));
+    }
+    assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+    back.ping();
     common::wait_offline_count(&db, away, 0);
 }

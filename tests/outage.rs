@@ -241,5 +241,9 @@ fn requests_past_the_job_queues_mark_get_501_at_once_and_the_rest_are_answered_w
         assert_eq!(v["msgid"], 12, "{v}");
         assert!([0, 500, 501].contains(&v["errno"].as_i64().unwrap_or(-1)), "{v}");
         assert_eq!(c.ping()["msgid"], 17, "a second answer came to one request");
+        *answer = Some(v);
     }
+    // Only those past the mark were refused: the queued ones were served.
+    let refused = refused(&answers);
+    assert!(refused <= CLIENTS - MARK + 8, "{refused} of {CLIENTS} refused with 501, the mark being {MARK}");
 }

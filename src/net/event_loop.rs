@@ -109,6 +109,18 @@ pub(super) struct EventLoop<H: Handler> {
     now: Instant,
 }
 
+/// Stops the server when dropped during a panic.
+struct StopOnPanic(StopHandle);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("a worker loop panicked; stopping the server");
+            self.0.stop();
+        }
+    }
+}
+
 fn token_of(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
 }
@@ -161,6 +173,9 @@ impl<H: Handler> EventLoop<H> {
     /// Runs until a `Shutdown` task arrives.
     pub(super) fn run(mut self) {
         super::remote::set_current_worker(self.index);
+        // A loop that dies leaves its connections and inbox unserved (and
+        // the others stopped once its inbox passes the mark): stop it all.
+        let _stop_on_panic = StopOnPanic(self.stop.clone());
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut tasks = Vec::new();
         let mut last_sweep = Instant::now();
@@ -473,9 +488,17 @@ impl<H: Handler> EventLoop<H> {
         let index = index_of(token);
         let Some(mut conn) = self.slots[index].conn.take() else { return };
         self.live.fetch_sub(1, Ordering::Relaxed);
+        // Marks written out but not yet reported (a write failed after a
+        // partial one, or a flush at shutdown): reported first, so that
+        // `closed` sees only what truly did not go.
+        while let Some(mark) = conn.out.pop_done_mark() {
+            let mut no_release = false;
+            let (session, mut outbox) = conn.parts(&mut no_release);
+            self.handler.written(session, mark, &mut outbox);
+        }
         drop(conn.fd);
         let pending = Pending { inbox: self.remote.inbox(self.index), token };
-        match self.handler.closed(&mut conn.session, reason, conn.out.unsent_frames(), pending) {
+        match self.handler.closed(&mut conn.session, reason, conn.out.unsent(), pending) {
             AfterClose::Drain if reason != CloseReason::Shutdown => self.slots[index].draining = Some(conn.session),
             _ => self.free_slot(index),
         }

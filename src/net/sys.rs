@@ -160,7 +160,8 @@ impl DeadPeer {
 /// while data is in flight): a dead host makes the socket fail with
 /// ETIMEDOUT, a live but silent one answers the probes and stays.
 pub fn set_dead_peer(fd: BorrowedFd<'_>, dead: DeadPeer) -> io::Result<()> {
-    let secs = |d: std::time::Duration| d.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+    // Linux refuses keepalive times over 32767 s.
+    let secs = |d: std::time::Duration| d.as_secs().clamp(1, 32767) as libc::c_int;
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(dead.idle))?;
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(dead.interval))?;

@@ -21,7 +21,7 @@ use super::router;
 use super::session::{Early, Handed, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
-use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
+use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
 
 /// Requests one connection may have waiting behind a running job, and their
 /// bytes, before the connection is no longer read (the client then waits in
@@ -343,7 +343,7 @@ impl Handler for ChatService {
             return self.delete_stored(handed.user, handed.upto);
         }
         let count = session.written_stored.map_or(0, |(_, _, n)| n) + 1;
-        let more = session.pending_delete.front().is_some_and(|next| next.own_frame);
+        let more = session.pending_delete.front().is_some_and(|next| next.own_frame && next.user == handed.user);
         if more && count < DELETE_BATCH {
             session.written_stored = Some((handed.user, handed.upto, count));
         } else {
@@ -356,17 +356,15 @@ impl Handler for ChatService {
         &self,
         session: &mut Session,
         reason: CloseReason,
-        unsent: &[u8],
+        unsent: Unsent<'_>,
         pending: Pending<'_, Message>,
     ) -> AfterClose {
         let conn = session.conn;
-        // Stored messages among the unsent frames are still in the store.
-        let stored_unsent = session.pending_delete.iter().filter(|h| h.own_frame).count();
         if let Some((user, upto, _)) = session.written_stored.take() {
             self.delete_stored(user, upto);
         }
         let mut undelivered = match &session.user {
-            Some(me) => undelivered_chats(me.id, skip_frames(unsent, stored_unsent)),
+            Some(me) => undelivered_chats(me.id, &unsent),
             None => Vec::new(),
         };
         // Bus messages among the unsent frames: acknowledged once stored.
@@ -503,22 +501,14 @@ fn written_out(tag: Option<Tag>) {
     }
 }
 
-/// `frames` (NUL-terminated) without the first `n`.
-fn skip_frames(frames: &[u8], n: usize) -> &[u8] {
-    if n == 0 {
-        return frames;
-    }
-    match frames.iter().enumerate().filter(|&(_, &b)| b == 0).nth(n - 1) {
-        Some((end, _)) => &frames[end + 1..],
-        None => &[],
-    }
-}
-
-/// The chat messages for `user` among frames the peer never received.
-fn undelivered_chats(user: i32, unsent: &[u8]) -> Vec<Delivery> {
+/// The chat messages for `user` among frames the peer never received, but
+/// for stored messages sent after a LOGIN_ACK ([`Mark::Stored`]): those are
+/// still in the store.
+fn undelivered_chats(user: i32, unsent: &Unsent<'_>) -> Vec<Delivery> {
     unsent
-        .split(|&b| b == 0)
-        .filter_map(|frame| {
+        .frames()
+        .filter(|&(_, mark)| mark != Some(Mark::Stored as u64))
+        .filter_map(|(frame, _)| {
             let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
             let id = value.get("msgid")?.as_i64()?;
             let text = std::str::from_utf8(frame).ok()?;

@@ -20,6 +20,9 @@ pub struct Netns {
     pub inner_ip: Ipv4Addr,
     /// The namespace's end of the pair.
     inner_dev: String,
+    /// The host's end, removed on drop should the pair not have been
+    /// moved into the namespace.
+    host_dev: String,
 }
 
 fn ip(args: &[&str]) {
@@ -49,7 +52,7 @@ impl Netns {
         let host_ip = Ipv4Addr::new(10, x, y, z + 1);
         let inner_ip = Ipv4Addr::new(10, x, y, z + 2);
         ip(&["netns", "add", &name]);
-        let ns = Netns { name, host_ip, inner_ip, inner_dev };
+        let ns = Netns { name, host_ip, inner_ip, inner_dev, host_dev: host_dev.clone() };
         ip(&["link", "add", &host_dev, "type", "veth", "peer", "name", &ns.inner_dev]);
         ip(&["link", "set", &ns.inner_dev, "netns", &ns.name]);
         ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_dev]);
@@ -85,5 +88,6 @@ impl Drop for Netns {
         // Deleting the namespace destroys its end of the pair, and with it
         // the host's end.
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.host_dev]).stderr(Stdio::null()).status();
     }
 }
