@@ -12,6 +12,7 @@
 //! - a pinger sends PING every minute so the server's idle timeout never
 //!   cuts a client that is alive but quiet.
 
+use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -48,6 +49,17 @@ const DISCONNECTED: i64 = -1;
 const NOT_CONNECTED: &str = "[ERROR]: not connected to the server (reconnecting); that was not sent";
 /// What [`Session::request`] waits for when it waits for nothing.
 const NOTHING: i64 = 0;
+/// The longest the reader holds back what follows an answer until the
+/// main thread has printed it (it normally takes microseconds).
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// A frame the reader hands to the main thread. Until `printed` is dropped
+/// the reader prints nothing more, so a message right behind a LOGIN_ACK
+/// comes after the login box, not before it.
+struct Handover {
+    msg: Value,
+    printed: Sender<()>,
+}
 
 /// Why the menus stopped; each ends the client with status 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,19 +224,20 @@ fn start(stream: TcpStream, target: Target) -> io::Result<Session> {
         .spawn(move || read_server(reading, &reader_conn, &target, &acks_tx, &reader_shared))?;
     let pinger_conn = Arc::clone(&conn);
     thread::Builder::new().name("pinger".into()).spawn(move || ping_forever(&pinger_conn))?;
-    Ok(Session { conn, acks, shared, input: Input::default() })
+    Ok(Session { conn, acks, held: RefCell::new(None), shared, input: Input::default() })
 }
 
 /// The reader thread: frames in, lines out or replies handed over. When
 /// the server goes away it reconnects if a user is logged in, and ends the
 /// whole client if not.
-fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: &Sender<Value>, shared: &Shared) {
+fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: &Sender<Handover>, shared: &Shared) {
     loop {
         read_frames(&mut stream, acks, shared);
         let Some((id, token)) = conn.resume() else { term::finish("server closed the connection", 0) };
         conn.up.store(false, Ordering::SeqCst);
         // A request waiting for its ACK will not get it on this connection.
-        let _ = acks.send(json!({ "msgid": DISCONNECTED }));
+        let (printed, _) = mpsc::channel();
+        let _ = acks.send(Handover { msg: json!({ "msgid": DISCONNECTED }), printed });
         term::line(&format!("[connection lost] reconnecting to {target} ..."));
         let (fresh, ack) = reconnect(target, id, &token);
         let Ok(writing) = fresh.try_clone() else { continue };
@@ -240,7 +253,7 @@ fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: 
 }
 
 /// Reads and routes frames until the connection ends.
-fn read_frames(stream: &mut TcpStream, acks: &Sender<Value>, shared: &Shared) {
+fn read_frames(stream: &mut TcpStream, acks: &Sender<Handover>, shared: &Shared) {
     let mut decoder = FrameDecoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -267,17 +280,26 @@ fn read_frames(stream: &mut TcpStream, acks: &Sender<Value>, shared: &Shared) {
             let expecting = shared.expecting.load(Ordering::SeqCst);
             match route(&msg, expecting != NOTHING) {
                 Route::Reply => {
-                    if wire::msgid(&msg).is_some_and(|id| id == expecting || id == wire::ERROR) {
+                    let answer = wire::msgid(&msg).is_some_and(|id| id == expecting || id == wire::ERROR);
+                    if answer {
                         // Answered: what comes after it is not the answer.
                         let _ =
                             shared.expecting.compare_exchange(expecting, NOTHING, Ordering::SeqCst, Ordering::SeqCst);
                     }
-                    // The main thread is gone only while the process ends;
-                    // an ERROR is still worth showing then.
-                    if let Err(mpsc::SendError(msg)) = acks.send(msg)
-                        && let Some(line) = format::push(&msg)
-                    {
-                        term::line(&line);
+                    let (printed, done) = mpsc::channel();
+                    match acks.send(Handover { msg, printed }) {
+                        // Ends at once for a frame the main thread drops.
+                        Ok(()) if answer => {
+                            let _ = done.recv_timeout(HOLD_AT_MOST);
+                        }
+                        Ok(()) => {}
+                        // The main thread is gone only while the process
+                        // ends; an ERROR is still worth showing then.
+                        Err(mpsc::SendError(Handover { msg, .. })) => {
+                            if let Some(line) = format::push(&msg) {
+                                term::line(&line);
+                            }
+                        }
                     }
                 }
                 Route::Print(line) => term::line(&line),
@@ -355,14 +377,23 @@ fn ping_forever(conn: &Connection) {
 /// The main thread's side of the connection.
 struct Session {
     conn: Arc<Connection>,
-    acks: Receiver<Value>,
+    acks: Receiver<Handover>,
+    /// The handover of the last answer, dropped once it has been printed
+    /// (when the main thread reads input or sends again).
+    held: RefCell<Option<Sender<()>>>,
     shared: Arc<Shared>,
     input: Input,
 }
 
 impl Session {
     fn prompt(&mut self, prompt: &str) -> Result<String, Exit> {
+        self.printed();
         self.input.prompt(prompt).ok_or(Exit::EndOfInput)
+    }
+
+    /// Everything about the last answer is printed: the reader goes on.
+    fn printed(&self) {
+        self.held.borrow_mut().take();
     }
 
     /// Sends `msg`. One too long for the server, or any while the connection
@@ -391,6 +422,7 @@ impl Session {
         };
         // Replies to earlier requests that timed out would be mistaken for
         // this one's.
+        self.printed();
         while self.acks.try_recv().is_ok() {}
         if !self.conn.is_up() {
             return Ok(Reply::NotConnected);
@@ -410,13 +442,17 @@ impl Session {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.acks.recv_timeout(left) {
-                Ok(msg) => match wire::msgid(&msg) {
-                    Some(id) if id == expect => return Ok(Reply::Ack(msg)),
-                    Some(wire::ERROR) => return Ok(Reply::Error(msg)),
-                    Some(DISCONNECTED) => return Ok(Reply::NotConnected),
-                    // A late ACK of an earlier request: not ours.
-                    _ => continue,
-                },
+                Ok(Handover { msg, printed }) => {
+                    let reply = match wire::msgid(&msg) {
+                        Some(id) if id == expect => Reply::Ack(msg),
+                        Some(wire::ERROR) => Reply::Error(msg),
+                        Some(DISCONNECTED) => Reply::NotConnected,
+                        // A late ACK of an earlier request: not ours.
+                        _ => continue,
+                    };
+                    *self.held.borrow_mut() = Some(printed);
+                    return Ok(reply);
+                }
                 Err(RecvTimeoutError::Timeout) => return Ok(Reply::Timeout),
                 Err(RecvTimeoutError::Disconnected) => return Err(Exit::ServerClosed),
             }
@@ -467,6 +503,7 @@ impl Session {
                     self.conn.set_resume(Some((me.id, token.to_string())));
                 }
                 term::lines(&format::login(&ack));
+                self.printed();
                 let done = self.chat(&me);
                 self.conn.set_resume(None);
                 done
@@ -497,6 +534,7 @@ impl Session {
     fn chat(&mut self, me: &Me) -> Result<(), Exit> {
         term::lines(&format::help());
         loop {
+            self.printed();
             let line = self.input.command().ok_or(Exit::EndOfInput)?;
             match command::parse_command(&line) {
                 Ok(Command::LoginOut | Command::Quit) if !self.conn.is_up() => term::line(NOT_CONNECTED),

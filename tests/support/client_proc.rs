@@ -110,6 +110,16 @@ impl ClientProc {
         }
     }
 
+    /// Where the cursor is, to come back to with [`ClientProc::rewind`]
+    /// when lines may come in either order.
+    pub fn mark(&self) -> usize {
+        self.cursor
+    }
+
+    pub fn rewind(&mut self, to: usize) {
+        self.cursor = to;
+    }
+
     /// The next line (from the cursor on) that contains `needle`.
     pub fn expect(&mut self, needle: &str) -> String {
         self.expect_where(&format!("containing {needle:?}"), |l| l.contains(needle))
