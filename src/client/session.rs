@@ -689,6 +689,20 @@ mod tests {
     }
 
     #[test]
+    fn frames_over_the_servers_limit_are_not_sent() {
+        // `{"msg":"…"}` is 10 bytes around the text.
+        let fits = json!({ "msg": "x".repeat(wire::MAX_SEND - 10) });
+        assert_eq!(checked(&fits).map(|frame| frame.len()), Ok(wire::MAX_SEND + 1));
+        let over = json!({ "msg": "x".repeat(wire::MAX_SEND - 9) });
+        assert_eq!(
+            checked(&over),
+            Err("[ERROR]: message too long (65537 bytes; the server takes 65536); not sent".to_string())
+        );
+        // Escapes count as what goes on the wire, not as typed.
+        assert!(checked(&json!({ "msg": "\u{1}".repeat(wire::MAX_SEND / 6 + 1) })).is_err());
+    }
+
+    #[test]
     fn failures_say_why() {
         assert_eq!(failure(&Reply::Timeout), "[ERROR]: no reply from the server within 30 s");
         assert_eq!(
