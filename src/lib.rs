@@ -16,3 +16,4 @@ pub mod model;
 pub mod msgid;
 pub mod net;
 pub mod service;
+pub mod text;

@@ -107,6 +107,21 @@ fn create_group_answers_with_id_and_name_and_refuses_a_taken_name() {
 }
 
 #[test]
+fn create_group_refuses_blank_names_and_names_with_control_characters() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut a, _, _) = user_on(server.addr, "a", PW);
+    let why = "group name must not be blank or contain control characters";
+    for name in [" ", "\u{a0}\u{3000}", "red\u{1b}[31m", "title\u{1b}]0;x\u{7}", "c1\u{85}", "rl\u{202e}o", "d\u{7f}"] {
+        let ack = a.create_group(name, "desc");
+        assert_eq!(ack, json!({"msgid": 13, "errno": 100, "errmsg": why}), "group name {name:?}");
+    }
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM allgroup", ()), 0, "a refused group was created");
+    let ack = a.create_group(&format!("{} crabs", unique_name("g")), "all: about crabs");
+    assert_eq!(ack["errno"], 0, "{ack}");
+}
+
+#[test]
 fn add_group_joins_and_refuses_a_missing_group_and_a_second_time() {
     let db = TestDb::new();
     let server = Server::start(&db);

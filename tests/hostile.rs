@@ -543,23 +543,22 @@ fn login_failures_look_the_same_for_a_wrong_id_and_a_wrong_password() {
     c.login_ok(id, PW);
 }
 
-#[test]
-fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
-    let db = TestDb::new();
-    let server = Server::start(&db);
-    let (id, _) = offline_user(server.addr, "ht", PW);
-    let (other, _) = offline_user(server.addr, "ho", PW);
-    let refusal = json!({"msgid": 2, "errno": 1, "errmsg": INVALID});
+/// What a LOGIN for an id held back after 3 failures gets: it says so.
+fn held_back(secs: u64) -> Value {
+    json!({"msgid": 2, "errno": 1, "errmsg": format!("too many failed logins; try again in {secs} s")})
+}
 
-    // Three wrong passwords, then the right one, in one write: the right
-    // one comes while the id is held back, and is refused just the same.
-    // (Should the machine stall past the wait, the right one gets in; then
-    // try again, a few times.)
-    let mut shown = false;
-    for _ in 0..5 {
-        let mut c = Client::connect(server.addr);
+/// Three wrong passwords for an id, then `last`, in one write, on a fresh
+/// connection: the reply to `last`, which comes while the id is held back
+/// (unless the machine stalled past the 1 s wait; then try again, with
+/// `id_of(try)`: an id just checked once more is held back longer).
+fn fourth_after_three_failures(addr: SocketAddr, id_of: impl Fn(i64) -> i64, last: &str) -> Value {
+    let refusal = json!({"msgid": 2, "errno": 1, "errmsg": INVALID});
+    for attempt in 0..5 {
+        let id = id_of(attempt);
+        let mut c = Client::connect(addr);
         let mut bytes = Vec::new();
-        for pw in ["wrong-1", "wrong-2", "wrong-3", PW] {
+        for pw in ["wrong-1", "wrong-2", "wrong-3", last] {
             bytes.extend(serde_json::to_vec(&json!({"msgid": 1, "id": id, "password": pw})).unwrap());
             bytes.push(0);
         }
@@ -567,19 +566,40 @@ fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
         for i in 0..3 {
             assert_eq!(c.recv_msgid(2), refusal, "wrong password {i}");
         }
-        let last = c.recv_msgid(2);
-        if last["errno"] == 0 {
-            eprintln!("the right password got in right after 3 failures; trying again");
-            c.logout();
-            continue;
+        let fourth = c.recv_msgid(2);
+        if fourth != refusal && fourth["errno"] != 0 {
+            return fourth;
         }
-        assert_eq!(last, refusal, "the right password while the id is held back");
-        shown = true;
-        // Another id is not held back meanwhile.
-        Client::connect(server.addr).login_ok(other, PW);
-        break;
+        eprintln!("the 4th login was checked right after 3 failures; trying again");
+        if fourth["errno"] == 0 {
+            c.logout();
+        }
     }
-    assert!(shown, "after 3 failed logins the right password was accepted at once, 5 times out of 5");
+    panic!("after 3 failed logins the 4th was checked at once, 5 times out of 5");
+}
+
+#[test]
+fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (id, _) = offline_user(server.addr, "ht", PW);
+    let (other, _) = offline_user(server.addr, "ho", PW);
+
+    // The right password while the id is held back is refused, and says why.
+    assert_eq!(
+        fourth_after_three_failures(server.addr, |_| id, PW),
+        held_back(1),
+        "the right password while held back"
+    );
+    // Another id is not held back meanwhile.
+    Client::connect(server.addr).login_ok(other, PW);
+    // An id that does not exist is held back exactly alike.
+    let missing = id + 1_000_000;
+    assert_eq!(
+        fourth_after_three_failures(server.addr, |n| missing + n, PW),
+        held_back(1),
+        "an id that does not exist"
+    );
 
     // The wait ends: the right password gets in (each try on a fresh
     // connection, so the per-connection limit does not interfere).
@@ -589,13 +609,58 @@ fn repeated_login_failures_for_one_id_are_throttled_then_allowed_again() {
         match ack["errno"].as_i64() {
             Some(0) => Some(ack),
             _ => {
-                assert_eq!(ack, refusal, "refused login while held back");
+                let why = ack["errmsg"].as_str().unwrap_or_default();
+                assert!(
+                    why.starts_with("too many failed logins; try again in "),
+                    "refused login while held back: {ack}"
+                );
                 thread::sleep(Duration::from_millis(200));
                 None
             }
         }
     });
     assert_eq!(ack["id"].as_i64(), Some(id));
+}
+
+/// The ERROR that comes before a connection is closed for failed logins.
+fn closed_for_failures() -> Value {
+    json!({"msgid": 11, "errno": 104, "msg": "too many failed logins on this connection; it is closed"})
+}
+
+#[test]
+fn the_failure_count_of_a_connection_restarts_at_each_login() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (alice, _) = offline_user(server.addr, "ha", PW);
+    let (dave, _) = offline_user(server.addr, "hd", PW);
+    let mut c = Client::connect(server.addr);
+    // One typo for alice, three for dave: four failures on this connection.
+    c.login(alice, "typo");
+    for _ in 0..3 {
+        assert_eq!(c.login(dave, "typo")["errmsg"], INVALID);
+    }
+    // Dave's right password, retried while dave is held back (which is no
+    // failure of the connection's), gets in.
+    poll_until("dave's login to be accepted", Duration::from_secs(90), || {
+        let ack = c.login(dave, PW);
+        match ack["errno"].as_i64() {
+            Some(0) => Some(ack),
+            _ => {
+                assert_eq!(ack["errno"], 1, "{ack}");
+                thread::sleep(Duration::from_millis(200));
+                None
+            }
+        }
+    });
+    c.logout();
+    // A fresh count: four more typos (different ids, none held back) are
+    // served, the fifth closes the connection and says why.
+    for i in 0..4 {
+        assert_eq!(c.login(alice + 1_000_000 + i, "typo")["errmsg"], INVALID, "typo {i} after the login");
+    }
+    ping_pong(&mut c);
+    assert_eq!(c.login(alice, "typo")["errmsg"], INVALID);
+    assert_eq!(c.expect_closed(), vec![closed_for_failures()]);
 }
 
 #[test]
@@ -614,7 +679,7 @@ fn five_failed_logins_on_one_connection_close_it() {
     let ack = c.login(base, "nope");
     assert_eq!(ack, json!({"msgid": 2, "errno": 1, "errmsg": INVALID}));
     let rest = c.expect_closed();
-    assert!(rest.is_empty(), "frames after the fifth failure: {rest:?}");
+    assert_eq!(rest, vec![closed_for_failures()], "frames after the fifth failure");
     // Only that connection: the account itself still logs in elsewhere.
     Client::connect(server.addr).login_ok(base, PW);
 }

@@ -36,6 +36,9 @@ const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// thread before more are refused with errno 501: about two seconds of
 /// hashing on this machine's two threads.
 const MAX_WAITING_HASHES: usize = 64;
+/// The ERROR (errno 104) sent before a connection is closed for too many
+/// failed logins in a row.
+pub const TOO_MANY_FAILURES: &str = "too many failed logins on this connection; it is closed";
 
 /// The service; cheap to share between the loops.
 pub struct ChatService {
@@ -132,6 +135,9 @@ impl ChatService {
                     }
                 }
                 session.user = Some(user);
+                // The limit is on guessing in a row, not on a connection's
+                // lifetime of typos across users.
+                session.failed_logins = 0;
             }
             change => {
                 // The login did not happen (or this was no login): what came
@@ -150,6 +156,8 @@ impl ChatService {
         let mut queued = job.queued;
         let then_close = job.then_close;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
+            // Said before closing, so the client can tell its user why.
+            out.send(protocol::error_with(Errno::RateLimited, TOO_MANY_FAILURES).as_bytes());
             out.close();
             self.run_leftover(session.conn, session.user.clone(), queued);
             return;

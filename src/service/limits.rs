@@ -70,9 +70,11 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// Whether a login for `id` may be checked now.
-    pub fn allows(&self, id: i32, now: Instant) -> bool {
-        self.failures.lock().get(&id).is_none_or(|&(_, until)| until <= now)
+    /// How long logins for `id` are still refused unchecked; None when one
+    /// may be checked now.
+    pub fn held_back(&self, id: i32, now: Instant) -> Option<Duration> {
+        let until = self.failures.lock().get(&id).map(|&(_, until)| until)?;
+        Some(until.saturating_duration_since(now)).filter(|left| !left.is_zero())
     }
 
     pub fn failed(&self, id: i32, now: Instant) {
@@ -113,13 +115,15 @@ mod tests {
         let now = Instant::now();
         for _ in 0..FREE_FAILURES - 1 {
             t.failed(7, now);
-            assert!(t.allows(7, now));
+            assert_eq!(t.held_back(7, now), None);
         }
         t.failed(7, now);
-        assert!(!t.allows(7, now));
-        assert!(t.allows(8, now));
-        assert!(t.allows(7, now + Duration::from_secs(2)));
+        assert_eq!(t.held_back(7, now), Some(Duration::from_secs(1)));
+        assert_eq!(t.held_back(8, now), None);
+        assert_eq!(t.held_back(7, now + Duration::from_secs(2)), None);
+        t.failed(7, now);
+        assert_eq!(t.held_back(7, now), Some(Duration::from_secs(2)));
         t.succeeded(7);
-        assert!(t.allows(7, now));
+        assert_eq!(t.held_back(7, now), None);
     }
 }

@@ -32,8 +32,13 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         replies: vec![protocol::ack_error(msgid::LOGIN_ACK, Errno::Invalid, Errno::Invalid.text())],
         change: Some(SessionChange::LoginFailed),
     };
-    if !ctx.throttle.allows(id, Instant::now()) {
-        return Ok(invalid());
+    // Said as it is, so the user stops retrying; ids that do not exist are
+    // held back just the same, so this reveals nothing. Nothing was checked,
+    // so it is no failure of this connection's either.
+    if let Some(wait) = ctx.throttle.held_back(id, Instant::now()) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let why = format!("too many failed logins; try again in {secs} s");
+        return refuse(Errno::Invalid, &why);
     }
     let found = ctx.db.run(|c| user::find(c, id))?;
     let proven = match secret {
