@@ -289,3 +289,36 @@ fn a_login_cut_off_while_its_stored_messages_go_out_loses_and_repeats_none() {
     back.ping();
     common::wait_offline_count(&db, away, 0);
 }
+
+#[test]
+fn what_a_user_missed_before_logging_out_stays_theirs_when_another_logs_in_on_the_connection() {
+    const COUNT: u32 = 800;
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--send-timeout", "2", "--rate", "100000"], &[]);
+    let (mut sender, _, _) = user_on(server.addr, "mix-s", PW);
+    let (mut shared, first, _) = user_on(server.addr, "mix-a", PW);
+    let (second, _) = common::offline_user(server.addr, "mix-b", PW);
+    small_receive_buffer(&shared);
+    let pad = "x".repeat(1000);
+    for i in 0..COUNT {
+        sender.send_chat(first, &format!("n{i}-{pad}"));
+    }
+    sender.ping();
+    // The first user leaves with most of that still unsent; the second logs
+    // in on the same connection, which then stalls and is cut.
+    shared.logout();
+    wait_user_state(&db, first, "offline");
+    shared.send(&serde_json::json!({"msgid": 1, "id": second, "password": PW}));
+    wait_user_state(&db, second, "online");
+    wait_user_state(&db, second, "offline");
+    let mut got = numbers(read_to_close(&shared));
+
+    // Nothing of the first user's went to the second; all of it is theirs.
+    assert_eq!(common::offline_count(&db, second), 0, "the first user's messages were stored for the second");
+    let mut back = Client::connect(server.addr);
+    got.extend(numbers_with_acks(vec![back.login_ok(first, PW)]));
+    while got.len() < COUNT as usize {
+        got.extend(numbers([back.recv_msgid(6)]));
+    }
+    assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+}

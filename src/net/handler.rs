@@ -68,6 +68,12 @@ impl Outbox<'_> {
         self.out.push_counted_mark(mark);
     }
 
+    /// Asks for [`Handler::written`] with `mark` once everything queued so
+    /// far has been written out (at once if nothing is queued).
+    pub fn mark(&mut self, mark: u64) {
+        self.out.push_counted_mark(mark);
+    }
+
     /// Closes the connection after what is queued has been written.
     pub fn close(&mut self) {
         self.close.get_or_insert(CloseReason::Requested);

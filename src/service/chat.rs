@@ -144,7 +144,11 @@ impl ChatService {
                 // early for that user goes where they really are.
                 early.into_iter().for_each(|d| router::reroute(&self.ctx, d));
                 match change {
-                    Some(SessionChange::LoggedOut) => session.user = None,
+                    Some(SessionChange::LoggedOut) => {
+                        if let Some(me) = session.user.take() {
+                            out.mark(Mark::session_end(me.id));
+                        }
+                    }
                     Some(SessionChange::LoginFailed) => session.failed_logins += 1,
                     _ => {}
                 }
@@ -346,6 +350,9 @@ impl Handler for ChatService {
             written_out(session.tracked.pop_front());
             return;
         }
+        if Mark::ended_session(mark).is_some() {
+            return;
+        }
         let Some(handed) = session.pending_delete.pop_front() else { return };
         if !handed.own_frame {
             return self.delete_stored(handed.user, handed.upto);
@@ -371,10 +378,7 @@ impl Handler for ChatService {
         if let Some((user, upto, _)) = session.written_stored.take() {
             self.delete_stored(user, upto);
         }
-        let mut undelivered = match &session.user {
-            Some(me) => undelivered_chats(me.id, &unsent),
-            None => Vec::new(),
-        };
+        let mut undelivered = undelivered_chats(session.user.as_ref().map(|me| me.id), &unsent);
         // Bus messages among the unsent frames: acknowledged once stored.
         let mut unsent_tags: Vec<Tag> = session.tracked.drain(..).collect();
         let mut pending = Some(pending);
@@ -407,10 +411,12 @@ impl Handler for ChatService {
             self.ctx.registry.mark_leaving(me.id, conn, || {
                 self.split_pending(pending.take(), session, &mut undelivered, &mut finished);
                 let tags = std::mem::take(&mut unsent_tags);
-                LeaveQueue::push(
-                    &self.ctx,
-                    Leaver { user: me.clone(), unsent: std::mem::take(&mut undelivered), tags },
-                );
+                // What an earlier session on this connection missed goes to
+                // its own user's lane, not into this user's leaving.
+                let (mine, earlier): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut undelivered).into_iter().partition(|d| d.to == me.id);
+                earlier.into_iter().for_each(|d| router::reroute(&self.ctx, d));
+                LeaveQueue::push(&self.ctx, Leaver { user: me.clone(), unsent: mine, tags });
             })
         });
         if !leaving {
@@ -509,18 +515,36 @@ fn written_out(tag: Option<Tag>) {
     }
 }
 
-/// The chat messages for `user` among frames the peer never received, but
-/// for stored messages sent after a LOGIN_ACK ([`Mark::Stored`]): those are
-/// still in the store.
-fn undelivered_chats(user: i32, unsent: &Unsent<'_>) -> Vec<Delivery> {
-    unsent
-        .frames()
-        .filter(|&(_, mark)| mark != Some(Mark::Stored as u64))
-        .filter_map(|(frame, _)| {
-            let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
-            let id = value.get("msgid")?.as_i64()?;
-            let text = std::str::from_utf8(frame).ok()?;
-            (id == msgid::ONE_CHAT || id == msgid::GROUP_CHAT).then(|| Delivery::chat(user, text.into()))
-        })
-        .collect()
+/// The chat messages among frames the peer never received, each for the
+/// user whose session it was sent in (`current`, or one that logged out
+/// on this connection since: [`Mark::SessionEnd`]); but not stored
+/// messages sent after a LOGIN_ACK ([`Mark::Stored`]): those are still in
+/// the store.
+fn undelivered_chats(current: Option<i32>, unsent: &Unsent<'_>) -> Vec<Delivery> {
+    let frames: Vec<(&[u8], Option<u64>)> = unsent.frames().collect();
+    let mut owner = current;
+    let mut found = Vec::new();
+    // From the newest: each session's end mark follows its last frame.
+    for (frame, mark) in frames.into_iter().rev() {
+        if let Some(user) = mark.and_then(Mark::ended_session) {
+            owner = Some(user);
+        }
+        if mark == Some(Mark::Stored as u64) {
+            continue;
+        }
+        if let Some(user) = owner
+            && let Some(text) = chat_text(frame)
+        {
+            found.push(Delivery::chat(user, text.into()));
+        }
+    }
+    found.reverse();
+    found
+}
+
+/// `frame` as text if it is a ONE_CHAT or GROUP_CHAT.
+fn chat_text(frame: &[u8]) -> Option<&str> {
+    let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
+    let id = value.get("msgid")?.as_i64()?;
+    (id == msgid::ONE_CHAT || id == msgid::GROUP_CHAT).then(|| std::str::from_utf8(frame).ok()).flatten()
 }

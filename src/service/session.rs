@@ -52,6 +52,22 @@ pub enum Mark {
     /// A stored message sent as a frame of its own after a LOGIN_ACK that
     /// was full: delete it once it is out.
     Stored = 2,
+    /// A session ended (LOGOUT) here; the user's id is in the mark's high
+    /// bits ([`Mark::session_end`]). Frames before it that never went out
+    /// are that user's, whoever logs in on the connection next.
+    SessionEnd = 3,
+}
+
+impl Mark {
+    /// The mark that ends `user`'s session.
+    pub fn session_end(user: i32) -> u64 {
+        (u64::from(user as u32) << 8) | Mark::SessionEnd as u64
+    }
+
+    /// The user whose session `mark` ended, if it is such a mark.
+    pub fn ended_session(mark: u64) -> Option<i32> {
+        (mark & 0xff == Mark::SessionEnd as u64).then_some((mark >> 8) as u32 as i32)
+    }
 }
 
 /// Stored messages written to the output, deleted once written out whole.
