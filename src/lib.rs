@@ -7,9 +7,7 @@
 //! - [`model`]: one struct and one set of queries per table;
 //! - [`db`]: the fixed-size MySQL connection pool.
 
-pub mod bench;
 pub mod bus;
-pub mod client;
 pub mod config;
 pub mod db;
 pub mod model;

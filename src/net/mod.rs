@@ -10,7 +10,7 @@ mod frame;
 mod handler;
 mod remote;
 mod server;
-pub(crate) mod sys;
+pub mod sys;
 
 pub use config::NetConfig;
 pub use error::NetError;

@@ -29,7 +29,7 @@ use super::format;
 use super::roster::{Person, Roster};
 use super::term::{self, Input};
 use super::wire::{self, FrameDecoder, FrameTooLarge};
-use crate::service::clock;
+use chatserver::service::clock;
 
 /// How long the client waits for the server to answer a request.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);

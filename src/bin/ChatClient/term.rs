@@ -1,7 +1,7 @@
 //! The terminal side: printing whole lines from two threads, prompts, and
 //! reading standard input line by line.
 //!
-//! Every line printed goes through [`crate::text::visible`]: text from the
+//! Every line printed goes through [`chatserver::text::visible`]: text from the
 //! network never reaches the terminal as a control character.
 //!
 //! Nothing here panics on I/O: `println!` would panic on a closed stdout
@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::tty;
-use crate::text;
+use chatserver::text;
 
 /// Set by the first thread that ends the process, so that a second one
 /// (the reader noticing the closed socket while the main thread says bye)

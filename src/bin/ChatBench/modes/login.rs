@@ -23,7 +23,7 @@ use super::super::wire::{self, Secret, errno, msgid};
 use super::fanout::{Fanout, setup_group};
 use super::pingpong::{PingPong, shares};
 use super::{BUSY_RETRY, Unit, Window, cpu_per_message, sample_cpu, setup_pairs, tokens, users};
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// The chat measured alone (phase 0) and during the logins (phase 1), on
 /// the first connections of each engine.

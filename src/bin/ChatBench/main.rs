@@ -1,4 +1,4 @@
-//! ChatBench: a load generator that speaks the chat protocol (SPEC §2),
+//! `ChatBench MODE [options]`: a load generator that speaks the chat protocol (SPEC §2),
 //! and the raw relay it measures the ChatServer against.
 //!
 //! - [`args`]: the command line;
@@ -9,23 +9,24 @@
 //! - [`wire`], [`hist`], [`procfs`], [`report`], [`target`]: frames,
 //!   percentiles, `/proc`, output, and what is measured.
 
-pub mod args;
-pub mod engine;
-pub mod hist;
+mod args;
+mod engine;
+mod hist;
 mod modes;
-pub mod procfs;
-pub mod relay;
-pub mod report;
-pub mod setup;
-pub mod target;
-pub mod wire;
+mod procfs;
+mod relay;
+mod report;
+mod setup;
+mod target;
+mod wire;
 
+use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use args::Command;
 
 /// Runs a parsed command line; the error is what to tell the user.
-pub fn run(command: Command) -> Result<(), String> {
+fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Relay { addr, threads, spawned } => relay::serve(addr, threads, spawned),
         Command::Bench(options) => {
@@ -33,6 +34,28 @@ pub fn run(command: Command) -> Result<(), String> {
             // connections are still cleaned up on the way out.
             let _ = ctrlc::set_handler(|| engine::INTERRUPTED.store(true, Ordering::Relaxed));
             modes::run(&options)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args::parse(&argv) {
+        Ok(command) => command,
+        Err(why) if why.is_empty() => {
+            eprintln!("{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+        Err(why) => {
+            eprintln!("ChatBench: {why} (ChatBench --help shows the usage)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("ChatBench: {why}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -11,7 +11,7 @@ use super::super::setup::{self, KEEPALIVE, SyncClient};
 use super::super::target::Target;
 use super::super::wire::{self, msgid};
 use super::users;
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// Holds the connections until the deadline, with a PING every
 /// [`KEEPALIVE`] (as a real idle client would send, or the server's idle

@@ -19,12 +19,12 @@ pub const MSG: &[u8] = b"\"msg\":\"";
 pub const TOKEN: &[u8] = b"\"token\":\"";
 
 /// Message ids of SPEC §2, shared with the server and the client.
-pub use crate::msgid;
+pub use chatserver::msgid;
 
 /// The error numbers (SPEC §2) the bench reacts to, taken from the
 /// service's own table so the two cannot drift apart.
 pub mod errno {
-    use crate::service::protocol::Errno;
+    use chatserver::service::protocol::Errno;
 
     /// LOGIN: already logged in (or still being taken offline).
     pub const IN_USE: i64 = Errno::InUse as i64;

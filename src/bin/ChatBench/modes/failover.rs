@@ -18,7 +18,7 @@ use super::super::setup::{self, deal};
 use super::super::target::Target;
 use super::super::wire::{self, Secret, errno, msgid};
 use super::{BUSY_RETRY, tokens, users};
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// How long a login refused with errno 2 or 501 waits before it is sent
 /// again (errno 2 too: the user's old session may still be ending).

@@ -11,7 +11,7 @@ use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
 use super::pingpong::engines_for_pairs;
 use super::{STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu};
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// One sender -> receiver stream; connections `2i` (sender), `2i + 1`.
 struct Flow {

@@ -12,7 +12,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::sys::{self, Epoll};
+use chatserver::net::FrameDecoder;
+use chatserver::net::sys::{self, Epoll};
 
 /// Set by Ctrl-C: every engine ends its run at the next wake-up.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -21,6 +22,8 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 const TICK: Duration = Duration::from_millis(2);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Largest frame from the server: a LOGIN_ACK with stored messages.
+const MAX_FRAME: usize = 64 << 20;
 
 /// What drives the traffic. All calls come from the engine's thread.
 pub trait Workload {
@@ -42,10 +45,12 @@ struct Conn {
     /// Queued output; `out[sent..]` is not written yet.
     out: Vec<u8>,
     sent: usize,
-    /// An unfinished frame from earlier reads.
-    partial: Vec<u8>,
+    /// Frame boundaries, and an unfinished frame from earlier reads.
+    decoder: FrameDecoder,
     /// Already listed in `Io::dirty`.
     dirty: bool,
+    /// Bumped by [`Io::replace`]: frames read from the old socket stop.
+    epoch: u32,
 }
 
 /// The connections of one engine, addressed by index.
@@ -78,7 +83,14 @@ impl Io {
     pub fn add(&mut self, stream: TcpStream) -> Result<usize, String> {
         let index = self.conns.len();
         let fd = self.watch(stream, index)?;
-        self.conns.push(Conn { fd: Some(fd), out: Vec::new(), sent: 0, partial: Vec::new(), dirty: false });
+        self.conns.push(Conn {
+            fd: Some(fd),
+            out: Vec::new(),
+            sent: 0,
+            decoder: FrameDecoder::new(MAX_FRAME),
+            dirty: false,
+            epoch: 0,
+        });
         Ok(index)
     }
 
@@ -93,7 +105,8 @@ impl Io {
         c.fd = Some(fd);
         c.out.clear();
         c.sent = 0;
-        c.partial.clear();
+        c.decoder = FrameDecoder::new(MAX_FRAME);
+        c.epoch = c.epoch.wrapping_add(1);
         Ok(())
     }
 
@@ -109,10 +122,6 @@ impl Io {
 
     pub fn len(&self) -> usize {
         self.conns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
     }
 
     /// Connections lost during the run.
@@ -185,29 +194,22 @@ impl Io {
                 Err(_) => return self.close(conn),
             };
             let now = Instant::now();
-            let mut data = &scratch[..n];
-            if !self.conns[conn].partial.is_empty() {
-                let Some(end) = data.iter().position(|&b| b == 0) else {
-                    self.conns[conn].partial.extend_from_slice(data);
-                    if n < scratch.len() {
-                        return;
-                    }
-                    continue;
-                };
-                let mut whole = std::mem::take(&mut self.conns[conn].partial);
-                whole.extend_from_slice(&data[..end]);
-                work.frame(self, conn, &whole, now);
-                whole.clear();
-                self.conns[conn].partial = whole;
-                data = &data[end + 1..];
+            // Out of the connection while the workload, which may write to
+            // it or replace its socket, sees the frames.
+            let epoch = self.conns[conn].epoch;
+            let mut decoder = std::mem::replace(&mut self.conns[conn].decoder, FrameDecoder::new(MAX_FRAME));
+            let fed = decoder.feed(&scratch[..n], |frame| {
+                work.frame(self, conn, frame, now);
+                self.conns[conn].epoch == epoch
+            });
+            if self.conns[conn].epoch != epoch {
+                // A new socket, read on its own events.
+                return;
             }
-            while let Some(end) = data.iter().position(|&b| b == 0) {
-                if end > 0 {
-                    work.frame(self, conn, &data[..end], now);
-                }
-                data = &data[end + 1..];
+            self.conns[conn].decoder = decoder;
+            if fed.is_err() {
+                return self.close(conn);
             }
-            self.conns[conn].partial.extend_from_slice(data);
             // A short read emptied the socket (edge-triggered: no need to
             // see EAGAIN to know it).
             if n < scratch.len() {

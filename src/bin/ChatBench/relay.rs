@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
-use crate::net::{
+use chatserver::net::{
     AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent,
 };
 

@@ -14,7 +14,7 @@ use super::super::setup::{self, SyncClient};
 use super::super::target::Target;
 use super::super::wire::{self, Stamp, msgid};
 use super::{STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu, users};
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// A message still on its way to some members.
 struct Pending {

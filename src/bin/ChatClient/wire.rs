@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-pub use crate::msgid::*;
+pub use chatserver::msgid::*;
 
 /// Largest server frame the client buffers. The server's own limit only
 /// applies to what clients send; a LOGIN_ACK carrying many offline messages

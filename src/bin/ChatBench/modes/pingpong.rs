@@ -13,7 +13,7 @@ use super::super::wire::{self, Stamp, errno, msgid};
 use super::{
     PairSetup, STALL_NS, Unit, Window, cpu_per_message, redis_cpu_per_message, sample_cpu, setup_pairs, users,
 };
-use crate::bench::args::Options;
+use crate::args::Options;
 
 /// One pair's ball.
 struct Pair {

@@ -1,4 +1,4 @@
-//! The menu-driven terminal client, `bin/ChatClient IP PORT` (SPEC §4).
+//! `ChatClient IP PORT`: the menu-driven terminal client (SPEC §4).
 //!
 //! It speaks the original C++ ChatServer's wire protocol, shows the
 //! original's menus, and reads standard input line by line so that it works
@@ -14,18 +14,18 @@
 //! - [`tty`]: the terminal's echo, off while a password is typed;
 //! - [`session`]: the connection, the reader thread and the menu loops.
 
-pub mod args;
-pub mod command;
-pub mod format;
-pub mod roster;
-pub mod session;
-pub mod term;
-pub mod tty;
-pub mod wire;
+mod args;
+mod command;
+mod format;
+mod roster;
+mod session;
+mod term;
+mod tty;
+mod wire;
 
 /// Runs the client with the command-line arguments (without the program
 /// name) and ends the process: it never returns.
-pub fn run(args: &[String]) -> ! {
+fn run(args: &[String]) -> ! {
     let target = match args::parse_args(args) {
         Ok(target) => target,
         Err(what) => term::fail(&format!("{} ({what})", args::USAGE), 2),
@@ -35,4 +35,10 @@ pub fn run(args: &[String]) -> ! {
     // default action still ends the client.
     let _ = ctrlc::set_handler(|| term::finish("interrupted, bye", 130));
     session::run(&target)
+}
+
+fn main() {
+    // `env::args` would panic on an argument that is not UTF-8.
+    let args: Vec<String> = std::env::args_os().skip(1).map(|arg| arg.to_string_lossy().into_owned()).collect();
+    run(&args)
 }
