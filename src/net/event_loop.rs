@@ -161,7 +161,7 @@ impl<H: Handler> EventLoop<H> {
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
-                    eprintln!("worker {}: epoll_wait failed: {e}", self.index);
+                    crate::error!("worker {}: epoll_wait failed: {e}", self.index);
                     continue;
                 }
             };
@@ -220,7 +220,7 @@ impl<H: Handler> EventLoop<H> {
         };
         let token = token_of(index, self.slots[index as usize].generation);
         if let Err(e) = self.epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, token) {
-            eprintln!("worker {}: cannot watch a new connection: {e}", self.index);
+            crate::error!("worker {}: cannot watch a new connection: {e}", self.index);
             self.free.push(index);
             self.live.fetch_sub(1, Ordering::Relaxed);
             return;

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::cmd::{self, Caller, LeaveQueue, Leaver, Outcome, SessionChange};
 use super::context::Ctx;
 use super::error::ServiceError;
+use super::events;
 use super::heartbeat;
 use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
@@ -22,6 +23,7 @@ use super::session::{Early, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
 use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
+use crate::stats;
 
 /// Requests one connection may have waiting behind a running job, and their
 /// bytes, before the connection is no longer read (the client then waits in
@@ -133,6 +135,7 @@ impl ChatService {
         let mut queued = job.queued;
         let then_close = job.then_close;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
+            events::failed_logins(session.user.as_ref().map(|u| u.id), session.failed_logins);
             out.close();
             self.run_leftover(session.conn, session.user.clone(), queued);
             return;
@@ -212,7 +215,7 @@ impl ChatService {
     pub fn store_unacknowledged(&self, messages: Vec<Outgoing>) {
         let rows: Vec<(i32, &str)> = messages.iter().filter(|m| m.keep).map(|m| (m.to, &*m.frame)).collect();
         if let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows)) {
-            eprintln!("ChatServer: {} messages for other servers' users lost at shutdown: {e}", rows.len());
+            crate::error!("{} messages for other servers' users lost at shutdown: {e}", rows.len());
         }
     }
 
@@ -230,11 +233,14 @@ impl Handler for ChatService {
     type Message = Message;
 
     fn open(&self, id: ConnId) -> Session {
+        stats::CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Session::new(id, &self.ctx.limits)
     }
 
     fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
+        stats::FRAMES_IN.add(1);
         if !session.bucket.take(&self.ctx.limits, Instant::now()) {
+            events::rate_limited(session.user.as_ref().map(|u| u.id));
             out.send(protocol::error(Errno::RateLimited).as_bytes());
             return;
         }
@@ -253,6 +259,7 @@ impl Handler for ChatService {
                 out.pause_reading();
             }
         } else {
+            events::rate_limited(session.user.as_ref().map(|u| u.id));
             out.send(protocol::error(Errno::RateLimited).as_bytes());
         }
     }
@@ -303,7 +310,7 @@ impl Handler for ChatService {
                     self.finish_draining(session, job, outcome);
                     out.release();
                 }
-                State::Idle => eprintln!("ChatServer: a job result for a session that ran no job; dropped"),
+                State::Idle => crate::error!("a job result for a session that ran no job; dropped"),
             },
         }
     }
@@ -326,7 +333,7 @@ impl Handler for ChatService {
         self.ctx.jobs.spawn(move || {
             if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
                 // They stay stored and come again at the next login.
-                eprintln!("stored messages of user {user} not deleted: {e}");
+                crate::warn!("stored messages of user {user} not deleted: {e}");
             }
         });
     }
@@ -339,6 +346,8 @@ impl Handler for ChatService {
         pending: Pending<'_, Message>,
     ) -> AfterClose {
         let conn = session.conn;
+        stats::CONNECTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        events::closed(session.user.as_ref().map(|u| u.id), reason);
         let mut undelivered = match &session.user {
             Some(me) => undelivered_chats(me.id, unsent),
             None => Vec::new(),
@@ -363,7 +372,7 @@ impl Handler for ChatService {
                     unsent_tags.extend(undelivered.iter().filter_map(|d| d.tag.clone()));
                     self.ctx.bus.complete(&unsent_tags);
                 }
-                Err(e) => eprintln!("ChatServer: {} unsent messages lost at shutdown: {e}", rows.len()),
+                Err(e) => crate::error!("{} unsent messages lost at shutdown: {e}", rows.len()),
             }
             return AfterClose::Release;
         }

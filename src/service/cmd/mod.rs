@@ -20,7 +20,12 @@ use super::context::Ctx;
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::session::User;
+use crate::log::Every;
 use crate::net::ConnId;
+
+/// Failed requests log one line per period: while MySQL is down every
+/// request fails, and the outage itself is logged by the heartbeat.
+static FAILED: Every = Every::new(std::time::Duration::from_secs(10));
 
 /// Who a request comes from.
 #[derive(Clone, Debug)]
@@ -81,7 +86,9 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
         (Some(me), Request::GroupChat { groupid, msg }) => group_chat::apply(ctx, me, groupid, &msg),
     };
     result.unwrap_or_else(|e| {
-        eprintln!("request failed: {e}");
+        if let Some(skipped) = FAILED.ready() {
+            crate::warn!("a request failed: {e}{}", crate::log::also(skipped));
+        }
         Outcome::reply(storage_failure)
     })
 }
