@@ -33,8 +33,10 @@ pub(crate) fn options(url: &str) -> Result<Opts, DbError> {
     Ok(builder.into())
 }
 
-/// MySQL's "access denied for user" (wrong user or password).
+/// MySQL's "access denied for user" (wrong user or password)...
 const ER_ACCESS_DENIED: u16 = 1045;
+/// ... and MariaDB's for a user without a password that gave one.
+const ER_ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
 /// MySQL's "access denied for user to database".
 const ER_DBACCESS_DENIED: u16 = 1044;
 /// MySQL's "unknown database".
@@ -47,11 +49,13 @@ pub(crate) fn connect(opts: &Opts) -> Result<Conn, DbError> {
     Conn::new(opts.clone()).map_err(|e| {
         let (user, db, at) = (opts.get_user().unwrap_or(""), opts.get_db_name().unwrap_or(""), address(opts));
         match &e {
-            mysql::Error::MySqlError(m) if m.code == ER_ACCESS_DENIED => DbError::Denied(format!(
-                "MySQL at {at} refused user '{user}' (access denied: {}); check the user and password in \
+            mysql::Error::MySqlError(m) if [ER_ACCESS_DENIED, ER_ACCESS_DENIED_NO_PASSWORD].contains(&m.code) => {
+                DbError::Denied(format!(
+                    "MySQL at {at} refused user '{user}' (access denied: {}); check the user and password in \
                  CHAT_MYSQL_URL",
-                m.message
-            )),
+                    m.message
+                ))
+            }
             mysql::Error::MySqlError(m) if m.code == ER_DBACCESS_DENIED => DbError::Denied(format!(
                 "MySQL user '{user}' may not use database `{db}` at {at}; grant it (GRANT ALL ON `{db}`.* TO \
                  '{user}') or set CHAT_MYSQL_URL to a database it may use"
@@ -59,9 +63,9 @@ pub(crate) fn connect(opts: &Opts) -> Result<Conn, DbError> {
             mysql::Error::MySqlError(m) if m.code == ER_BAD_DB => {
                 DbError::Unavailable(format!("database `{db}` does not exist at {at}"))
             }
-            mysql::Error::MySqlError(m) => DbError::Unavailable(format!("MySQL at {at} refused user '{user}': {m}")),
+            mysql::Error::MySqlError(m) => DbError::Denied(format!("MySQL at {at} refused user '{user}': {m}")),
             _ => DbError::Unavailable(format!(
-                "cannot reach MySQL at {at} ({e}); start MariaDB (./autobuild.sh up does) or set CHAT_MYSQL_URL"
+                "cannot reach {at} ({e}); start MariaDB (./autobuild.sh up does) or set CHAT_MYSQL_URL"
             )),
         }
     })
