@@ -37,7 +37,7 @@ fn now_epoch() -> i64 {
 /// The value of `key=` in a stats line.
 fn figure(line: &str, key: &str) -> Option<f64> {
     let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    line[at..].split(|c: char| c == ' ').next()?.parse().ok()
+    line[at..].split(' ').next()?.parse().ok()
 }
 
 #[test]
