@@ -109,7 +109,7 @@ impl Figures {
     /// The line's text (after the timestamp and level).
     pub fn line(&self, period: Duration) -> String {
         format!(
-            "stats: connections={} users_online={} msgs_in_per_s={:.1} msgs_out_per_s={:.1} \
+            "stats: connections={} users_online={} msgs_in_per_s={:.2} msgs_out_per_s={:.2} \
              stored={} errors={} refused={} cut_off={} (counts over the last {} s)",
             self.connections,
             self.users_online,
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(f.users_online, 7);
         let line = f.line(Duration::from_secs(10));
         assert!(line.starts_with("stats: connections="), "{line}");
-        assert!(line.contains("msgs_in_per_s=10.0") && line.contains("stored=3"), "{line}");
+        assert!(line.contains("msgs_in_per_s=10.00") && line.contains("stored=3"), "{line}");
         assert_eq!(Figures::take(Duration::from_secs(1), 0).stored, 0);
     }
 }

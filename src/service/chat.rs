@@ -69,26 +69,24 @@ impl ChatService {
             _ => {}
         }
         let hashes = matches!(request, Request::Login { secret: Secret::Password(_), .. } | Request::Register { .. });
-        let busy = hashes.then(|| cmd::refusal(&request, Errno::Busy));
+        let form = cmd::ReplyForm::of(&request);
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
         let job = move || {
             // Done must come back whatever happens, or the session stays busy.
-            let storage_failure = cmd::storage_failure_reply(&request);
             let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
-                .unwrap_or_else(|_| Outcome::reply(storage_failure));
+                .unwrap_or_else(|_| Outcome::reply(form.refuse(Errno::Storage)));
             job_ctx.remote.send(caller.conn, Message::Done(outcome));
         };
-        match busy {
+        if hashes {
             // Password checks wait on their own pool, never in front of the
             // jobs chat needs; past the bound the client is told to retry.
-            Some(refusal) => {
-                if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
-                    out.send(refusal.as_bytes());
-                    return;
-                }
+            if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
+                out.send(form.refuse(Errno::Busy).as_bytes());
+                return;
             }
-            None => ctx.jobs.spawn(job),
+        } else {
+            ctx.jobs.spawn(job);
         }
         session.state = State::Busy(Job { login, ..Job::default() });
     }

@@ -72,7 +72,7 @@ impl Outcome {
 /// Carries out `request` for `caller`; a storage failure becomes errno 500
 /// in the request's own reply form.
 pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
-    let storage_failure = storage_failure_reply(&request);
+    let form = ReplyForm::of(&request);
     let result = match (&caller.user, request) {
         (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),
         (_, Request::Login { id, secret }) => login::apply(ctx, caller, id, &secret),
@@ -89,28 +89,36 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
         if let Some(skipped) = FAILED.ready() {
             crate::warn!("a request failed: {e}{}", crate::log::also(skipped));
         }
-        Outcome::reply(storage_failure)
+        Outcome::reply(form.refuse(Errno::Storage))
     })
 }
 
-/// Errno 500 in the form the client waits for: the ACK of its request, or
-/// an ERROR for requests without one.
-pub fn storage_failure_reply(request: &Request) -> String {
-    refusal(request, Errno::Storage)
-}
+/// The form the client of a request waits for an error in: the ACK of its
+/// request, or an ERROR for requests without one. Taken before the request
+/// is carried out, the reply built only if needed (each one built counts
+/// as an error sent, in the stats line).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyForm(Option<i64>);
 
-/// `errno` (500, 501: the request was not carried out) in the form the
-/// client waits for.
-pub fn refusal(request: &Request, errno: Errno) -> String {
-    let ack = match request {
-        Request::Login { .. } => msgid::LOGIN_ACK,
-        Request::Register { .. } => msgid::REG_ACK,
-        Request::AddFriend { .. } => msgid::ADD_FRIEND_ACK,
-        Request::CreateGroup { .. } => msgid::CREATE_GROUP_ACK,
-        Request::AddGroup { .. } => msgid::ADD_GROUP_ACK,
-        _ => return protocol::error(errno),
-    };
-    protocol::ack_error(ack, errno, errno.text())
+impl ReplyForm {
+    pub fn of(request: &Request) -> ReplyForm {
+        ReplyForm(match request {
+            Request::Login { .. } => Some(msgid::LOGIN_ACK),
+            Request::Register { .. } => Some(msgid::REG_ACK),
+            Request::AddFriend { .. } => Some(msgid::ADD_FRIEND_ACK),
+            Request::CreateGroup { .. } => Some(msgid::CREATE_GROUP_ACK),
+            Request::AddGroup { .. } => Some(msgid::ADD_GROUP_ACK),
+            _ => None,
+        })
+    }
+
+    /// `errno` (500, 501: the request was not carried out) in this form.
+    pub fn refuse(self, errno: Errno) -> String {
+        match self.0 {
+            Some(ack) => protocol::ack_error(ack, errno, errno.text()),
+            None => protocol::error(errno),
+        }
+    }
 }
 
 /// Counts characters (not bytes), as the VARCHAR columns do.
