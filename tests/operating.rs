@@ -98,12 +98,16 @@ fn every_line_has_a_utc_timestamp_and_a_level_and_floods_cost_one_line() {
     assert!(out.contains(" INFO ChatServer stopped; 1 users marked offline"), "{out}");
 }
 
-/// The rows of a README table whose first cell starts with `first`:
-/// (first cell, default cell), backticks removed.
+/// The rows of the tables in the README's section "Configuration" whose
+/// first cell starts with `first`: (first cell, default cell), backticks
+/// removed.
 fn readme_rows(first: &str) -> Vec<(String, String)> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
     readme
         .lines()
+        .skip_while(|l| *l != "## Configuration")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
         .filter(|l| l.starts_with(&format!("| `{first}")))
         .map(|l| {
             let cells: Vec<String> = l.split('|').map(|c| c.trim().replace('`', "")).collect();
