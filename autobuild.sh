@@ -639,20 +639,25 @@ cmd_test() {
 
 usage() {
     sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
-    exit 2
+    exit "${1:-2}"
 }
 
 main() {
     cd "$ROOT"
     local cmd="${1:-build}"
     [[ $# -eq 0 ]] || shift
+    if [[ "$cmd" != test && $# -gt 0 ]]; then
+        # Settings come from the environment, never silently dropped flags.
+        [[ "$1" != --threads ]] || die "$cmd takes no arguments: set CHAT_THREADS=${2:-N} instead (./autobuild.sh --help)"
+        die "$cmd takes no arguments (got: $*); its settings are environment variables (./autobuild.sh --help)"
+    fi
     case "$cmd" in
     build) cmd_build ;;
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     test) cmd_test "$@" ;;
-    -h | --help | help) usage ;;
+    -h | --help | help) usage 0 ;;
     *)
         log "unknown command: $cmd"
         usage
