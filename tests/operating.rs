@@ -46,7 +46,8 @@ fn every_line_has_a_utc_timestamp_and_a_level_and_floods_cost_one_line() {
     assert_eq!(epoch_of("2000-03-01T00:00:01.000Z"), 951_868_801);
     let db = TestDb::new();
     let started = now_epoch();
-    let mut server = Server::start_with(&db, &["--max-frame", "1024"], &[("CHAT_STATS_INTERVAL", "1")]);
+    let args = ["--max-frame", "1024", "--max-conns", "3"];
+    let mut server = Server::start_with(&db, &args, &[("CHAT_STATS_INTERVAL", "1")]);
     let mut a = Client::connect(server.addr);
     let id = a.register(&common::unique_name("ops"), "pw-Ops-1");
     a.login_ok(id, "pw-Ops-1");
@@ -67,12 +68,26 @@ fn every_line_has_a_utc_timestamp_and_a_level_and_floods_cost_one_line() {
     let throttled = server.wait_output("failed logins in a row", Duration::from_secs(20));
     assert!(throttled, "no line for the throttled id:\n{}", server.output());
 
+    // With a, b and c open, --max-conns 3 refuses the next (c is retried
+    // until the cut-off clients' slots are free).
+    let _c = poll_until("a third connection to be served", Duration::from_secs(20), || {
+        let mut c = Client::connect(server.addr);
+        c.try_send(&json!({"msgid": 16})).ok()?;
+        c.try_recv(Duration::from_secs(2)).filter(|v| v["msgid"] == 17).map(|_| c)
+    });
+    let mut refused = Client::connect(server.addr);
+    refused.expect_closed();
+    let logged = server.wait_output("connection refused: --max-conns 3", Duration::from_secs(20));
+    assert!(logged, "no line for the refused connection:\n{}", server.output());
+
     // Stats lines, once a second here: the user, the cut-off clients.
     let cut_off = poll_until("stats lines to count the cut-off clients", Duration::from_secs(30), || {
         let out = server.output();
         let stats: Vec<&str> = out.lines().filter(|l| l.contains(" INFO stats: ")).collect();
         let total: f64 = stats.iter().filter_map(|l| figure(l, "cut_off")).sum();
-        (total >= flood as f64 && stats.last().is_some_and(|l| figure(l, "users_online") == Some(1.0))).then_some(total)
+        let refused: f64 = stats.iter().filter_map(|l| figure(l, "refused")).sum();
+        let online = stats.last().is_some_and(|l| figure(l, "users_online") == Some(1.0));
+        (total >= flood as f64 && refused >= 1.0 && online).then_some(total)
     });
     assert!(cut_off >= flood as f64);
     a.send(&json!({"msgid": 16}));

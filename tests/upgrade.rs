@@ -6,11 +6,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, TestDb, parse_string_list, run_server_to_exit, server_bin, unique_name, user_state};
+use common::{
+    Client, Server, TestDb, parse_string_list, read_lines, run_server_to_exit, server_bin, unique_name, user_state,
+};
 use serde_json::{Value, json};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -207,21 +209,24 @@ fn an_upgrade_killed_at_any_step_finishes_at_the_next_start() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", server_bin()));
-        let stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        read_lines(child.stderr.take().expect("piped"), move |line| {
+            let _ = tx.send(line.trim_end().to_owned());
+        });
         let needle = format!("step {step} of {steps}:");
+        let deadline = Instant::now() + EXIT_TIMEOUT;
         let mut seen = Vec::new();
         let mut found = false;
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             found = line.contains(&needle);
             seen.push(line);
             if found {
-                // Killed the moment the step begins (or, if it is quick,
-                // just after): the worst a crash can do.
-                let _ = child.kill();
                 break;
             }
         }
+        // Killed the moment the step begins (or, if it is quick, just
+        // after): the worst a crash can do.
+        let _ = child.kill();
         let _ = child.wait();
         assert!(found, "the server never logged {needle:?}; it logged:\n{}", seen.join("\n"));
 
@@ -291,6 +296,12 @@ fn a_database_of_something_else_is_refused_untouched() {
     let line = refused(&db);
     assert!(line.contains("`user`") && line.contains("uid, login"), "{line}");
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM user", ()), 1);
+    // Flyway's old history table has the same name as ours.
+    let db = TestDb::new();
+    db.exec("CREATE TABLE schema_version (installed_rank INT PRIMARY KEY, version VARCHAR(50))", ());
+    db.exec("INSERT INTO schema_version VALUES (1, '1.0.3')", ());
+    let line = refused(&db);
+    assert!(line.contains("`schema_version` is another tool's"), "{line}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ use mysql::{Conn, OptsBuilder};
 use super::DbError;
 use super::connect::{connect, options, target};
 use detect::Found;
+use version::Recorded;
 
 pub use error::SchemaError;
 pub use upgrade::{CURRENT, Failed};
@@ -76,14 +77,20 @@ fn bring_up_to_date(conn: &mut Conn, name: &str) -> Result<Prepared, SchemaError
         upgrade::run(conn, name, from).map_err(|failed| SchemaError::Upgrade { database: name.to_owned(), failed })
     };
     match version::current(conn, name)? {
-        Some(found) if found > CURRENT => Err(SchemaError::Newer { database: name.to_owned(), found, known: CURRENT }),
-        Some(CURRENT) => {
+        Recorded::Version(found) if found > CURRENT => {
+            Err(SchemaError::Newer { database: name.to_owned(), found, known: CURRENT })
+        }
+        Recorded::Version(CURRENT) => {
             // A table dropped by hand comes back empty.
             sql::apply(conn)?;
             Ok(Prepared::Current)
         }
-        Some(from) => upgrade(conn, from).map(|()| Prepared::Upgraded { from }),
-        None => match detect::inspect(conn, name)? {
+        Recorded::Version(from) => upgrade(conn, from).map(|()| Prepared::Upgraded { from }),
+        Recorded::NotOurs => Err(SchemaError::Foreign {
+            database: name.to_owned(),
+            why: "its table `schema_version` is another tool's".to_owned(),
+        }),
+        Recorded::Nothing => match detect::inspect(conn, name)? {
             Found::Empty => {
                 sql::apply(conn)?;
                 version::record(conn, CURRENT, "created by ChatServer")?;

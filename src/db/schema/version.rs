@@ -6,7 +6,7 @@
 //! it does not have.
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, TxOpts};
+use mysql::{Conn, TxOpts, Value, from_value_opt};
 
 use crate::db::DbError;
 
@@ -19,18 +19,36 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-/// The database's version; `None` when none is recorded (a new database,
-/// the original's, or ours from before versions were kept).
-pub(super) fn current(conn: &mut Conn, database: &str) -> Result<Option<i32>, DbError> {
-    let exists: Option<u8> = conn.exec_first(
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'schema_version'",
+/// What `schema_version` says.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Recorded {
+    /// No version: a new database, the original's, or ours from before
+    /// versions were kept.
+    Nothing,
+    Version(i32),
+    /// A table of that name that is not ours (other tools use the name).
+    NotOurs,
+}
+
+/// The database's version.
+pub(super) fn current(conn: &mut Conn, database: &str) -> Result<Recorded, DbError> {
+    let columns: Vec<String> = conn.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'schema_version' \
+         ORDER BY COLUMN_NAME",
         (database,),
     )?;
-    if exists.is_none() {
-        return Ok(None);
+    if columns.is_empty() {
+        return Ok(Recorded::Nothing);
     }
-    let version: Option<Option<i32>> = conn.query_first("SELECT MAX(version) FROM schema_version")?;
-    Ok(version.flatten())
+    if columns != ["applied", "note", "version"] {
+        return Ok(Recorded::NotOurs);
+    }
+    // Read as a plain value: a typed read would panic on a surprise.
+    let max: Option<Value> = conn.query_first("SELECT MAX(version) FROM schema_version")?;
+    Ok(match max {
+        None | Some(Value::NULL) => Recorded::Nothing,
+        Some(value) => from_value_opt::<i32>(value).map_or(Recorded::NotOurs, Recorded::Version),
+    })
 }
 
 /// Records `version` on its own (nothing else changes with it).
