@@ -27,10 +27,13 @@ pub struct ServerConfig {
     pub stats_interval: Duration,
 }
 
+/// Largest `--idle-timeout`: Linux takes keepalive times up to 32767 s.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(32767);
+
 /// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
 const MAX_FRAME_LIMIT: usize = 8 << 20;
 
-pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--max-conns N] [--rate MSGS_PER_SEC]; ChatServer --help for more";
+pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--max-stored N] [--max-conns N] [--rate MSGS_PER_SEC]; ChatServer --help for more";
 
 /// Default of `CHAT_MYSQL_URL`.
 const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/chat";
@@ -60,8 +63,13 @@ flags (default in brackets):
   --threads N            epoll worker threads [number of cores: {threads}]
   --max-frame BYTES      largest message a client may send; a longer one gets
                          error 103 and the connection is closed [{max_frame}]
-  --idle-timeout SECS    a connection without data for this long is closed and
-                         its user goes offline [{idle}]
+  --idle-timeout SECS    after this long without data the peer's host is probed
+                         with TCP keepalives; closed (its user offline) only if
+                         they go unanswered [{idle}]
+  --send-timeout SECS    a connection whose pending output makes no progress for
+                         this long is closed; what it missed is stored [{send}]
+  --max-stored N         messages one user's offline store holds; past it the
+                         sender gets errno 106 [{max_stored}]
   --max-conns N          open connections; past it new ones are closed at once [{max_conns}]
   --rate N               messages per second per connection (bursts of 2N); over
                          it: error 104, not carried out [{rate}]
@@ -85,6 +93,8 @@ cleanly: its users are marked offline and it exits 0.
         threads = net.threads,
         max_frame = net.max_frame,
         idle = net.idle_timeout.as_secs(),
+        send = net.send_timeout.as_secs(),
+        max_stored = limits.max_stored,
         max_conns = net.max_conns,
         rate = limits.rate,
         mysql = DEFAULT_MYSQL_URL,
@@ -113,6 +123,8 @@ impl ServerConfig {
                 "--threads" => net.threads = number("--threads", iter.next())?,
                 "--max-frame" => net.max_frame = number("--max-frame", iter.next())?,
                 "--idle-timeout" => net.idle_timeout = Duration::from_secs(number("--idle-timeout", iter.next())?),
+                "--send-timeout" => net.send_timeout = Duration::from_secs(number("--send-timeout", iter.next())?),
+                "--max-stored" => limits.max_stored = number("--max-stored", iter.next())?,
                 "--max-conns" => net.max_conns = number("--max-conns", iter.next())?,
                 "--rate" => {
                     let rate: u32 = number("--rate", iter.next())?;
@@ -137,8 +149,14 @@ impl ServerConfig {
         if !(64..=MAX_FRAME_LIMIT).contains(&net.max_frame) {
             return Err(format!("--max-frame must be between 64 and {MAX_FRAME_LIMIT} bytes"));
         }
-        if net.idle_timeout.is_zero() {
-            return Err("--idle-timeout must be at least 1 second".into());
+        if net.idle_timeout.is_zero() || net.idle_timeout > MAX_IDLE_TIMEOUT {
+            return Err(format!("--idle-timeout must be between 1 and {} seconds", MAX_IDLE_TIMEOUT.as_secs()));
+        }
+        if limits.max_stored == 0 {
+            return Err("--max-stored must be at least 1".into());
+        }
+        if net.send_timeout.is_zero() {
+            return Err("--send-timeout must be at least 1 second".into());
         }
         let db_pool = match env("CHAT_DB_POOL") {
             Some(v) => number("CHAT_DB_POOL", Some(&v))?,
@@ -206,7 +224,9 @@ mod tests {
     #[test]
     fn help_names_every_flag_the_parser_takes() {
         let text = help();
-        for flag in ["--threads", "--max-frame", "--idle-timeout", "--max-conns", "--rate"] {
+        for flag in
+            ["--threads", "--max-frame", "--idle-timeout", "--send-timeout", "--max-stored", "--max-conns", "--rate"]
+        {
             assert!(text.contains(&format!("  {flag} ")), "{flag} missing from --help");
             // Each flag the help names is one the parser takes.
             let taken = parse(&["127.0.0.1", "1", flag, "1"]);

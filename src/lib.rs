@@ -18,3 +18,4 @@ pub mod msgid;
 pub mod net;
 pub mod service;
 pub mod stats;
+pub mod text;

@@ -3,187 +3,18 @@
 
 mod common;
 
+#[path = "support/client_proc.rs"]
+mod client_proc;
 #[path = "support/cluster.rs"]
 mod cluster_support;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use client_proc::{BOX_END, ClientProc, is_chat_line};
 use cluster_support::{Nginx, RedisProc, online_server_of, server_id_prefix, two_servers};
-use common::{Server, TestDb, client_bin, is_stamp_shaped, read_lines, unique_name, user_on};
-
-/// How long to wait for one expected line of client output.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The closing line of the login box, after which offline messages follow.
-const BOX_END: &str = "======================================================";
-
-/// Lines a client printed, and a condition variable to wait for more.
-#[derive(Default)]
-struct Output {
-    lines: Mutex<Vec<String>>,
-    grew: Condvar,
-}
-
-/// A running `ChatClient` with piped standard input and output. Its stdout
-/// is read line by line on a thread; tests wait for lines with a timeout.
-struct ClientProc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    output: Arc<Output>,
-    /// Lines before this index were already matched by [`ClientProc::expect`].
-    cursor: usize,
-    label: &'static str,
-}
-
-impl ClientProc {
-    fn start(label: &'static str, args: &[&str]) -> ClientProc {
-        let mut child = Command::new(client_bin())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", client_bin()));
-        let output = Arc::new(Output::default());
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let sink = Arc::clone(&output);
-        read_lines(stdout, move |text| {
-            sink.lines.lock().unwrap_or_else(|e| e.into_inner()).push(text.trim_end().to_string());
-            sink.grew.notify_all();
-        });
-        let stdin = child.stdin.take();
-        ClientProc { child, stdin, output, cursor: 0, label }
-    }
-
-    fn connect(label: &'static str, addr: SocketAddr) -> ClientProc {
-        let ip = addr.ip().to_string();
-        let port = addr.port().to_string();
-        let mut client = ClientProc::start(label, &[&ip, &port]);
-        client.expect_menu();
-        client
-    }
-
-    /// Types one line.
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: typing {line:?} failed: {e}", self.label));
-    }
-
-    /// Ends standard input, as Ctrl-D or the end of a file would.
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    fn transcript(&self) -> String {
-        self.output.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
-    }
-
-    /// Waits for the first line at or after the cursor that satisfies
-    /// `wanted`, moves the cursor past it and returns it.
-    fn expect_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut lines = self.output.lines.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(offset) = lines[self.cursor..].iter().position(|l| wanted(l)) {
-                let index = self.cursor + offset;
-                self.cursor = index + 1;
-                return lines[index].clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!("{}: no line {what} within {WAIT:?}; output so far:\n{}", self.label, lines.join("\n"));
-            }
-            lines = self.output.grew.wait_timeout(lines, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-
-    /// The next line (from the cursor on) that contains `needle`.
-    fn expect(&mut self, needle: &str) -> String {
-        self.expect_where(&format!("containing {needle:?}"), |l| l.contains(needle))
-    }
-
-    /// The next line that is exactly `line`.
-    fn expect_exact(&mut self, line: &str) -> String {
-        self.expect_where(&format!("equal to {line:?}"), |l| l == line)
-    }
-
-    /// The line right at the cursor, once it is printed.
-    fn next_line(&mut self) -> String {
-        self.expect_where("at all", |_| true)
-    }
-
-    /// The whole first menu, ending with its prompt.
-    fn expect_menu(&mut self) {
-        self.expect_exact("========================");
-        for line in ["1. login", "2. register", "3. quit", "========================", "choice:"] {
-            assert_eq!(self.next_line(), line, "{}: menu", self.label);
-        }
-    }
-
-    /// Registers through the menu and returns the id the client printed.
-    fn register(&mut self, name: &str, password: &str) -> i64 {
-        self.type_line("2");
-        self.expect_exact("username:");
-        self.type_line(name);
-        self.expect_exact("userpassword:");
-        self.type_line(password);
-        let prefix = format!("name={name} register success, userid is ");
-        let line = self.expect(&prefix);
-        let id = line
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(", do not forget it!"))
-            .and_then(|id| id.parse().ok())
-            .unwrap_or_else(|| panic!("{}: unexpected register line {line:?}", self.label));
-        self.expect_menu();
-        id
-    }
-
-    /// Logs in through the menu and waits for the login box to open.
-    fn login(&mut self, id: i64, password: &str) {
-        self.type_line("1");
-        self.expect_exact("userid:");
-        self.type_line(&id.to_string());
-        self.expect_exact("userpassword:");
-        self.type_line(password);
-    }
-
-    /// Waits for the process to exit.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Ok(None) => panic!("{}: still running after {WAIT:?}; output:\n{}", self.label, self.transcript()),
-                Err(e) => panic!("{}: try_wait failed: {e}", self.label),
-            }
-        }
-    }
-}
-
-impl Drop for ClientProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS [<id>]<name> said: <msg>` with any time stamp.
-fn is_chat_line(line: &str, prefix: &str, tail: &str) -> bool {
-    let Some(rest) = line.strip_prefix(prefix) else {
-        return false;
-    };
-    is_stamp_shaped(rest.get(..19).unwrap_or("")) && rest[19..] == format!(" {tail}")
-}
+use common::{Server, TestDb, client_bin, unique_name, user_on};
 
 #[test]
 fn two_users_chat_through_their_clients() {
@@ -223,7 +54,7 @@ fn two_users_chat_through_their_clients() {
 
     // Mistyped commands.
     a.type_line("hello");
-    a.expect_exact("invalid input command!");
+    a.expect_exact("invalid command; type help");
     a.type_line("chat:abc:hi");
     a.expect_exact("invalid id!");
     a.type_line(&format!("addfriend:{id_a}"));
@@ -388,4 +219,152 @@ fn a_line_typed_while_the_client_reconnects_is_refused_not_sent_later() {
     c.close_stdin();
     let status = c.wait_exit();
     assert_eq!(status.code(), Some(0), "exit status after end of input; output:\n{}", c.transcript());
+}
+
+/// Logs in through the menu and waits for the command loop to start.
+fn log_in(c: &mut ClientProc, id: i64, password: &str) {
+    c.login(id, password);
+    c.expect_exact(BOX_END);
+    c.expect_exact("show command list >>>");
+}
+
+#[test]
+fn friends_shows_each_friend_going_online_and_offline() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut a = ClientProc::connect("client A", server.addr);
+    let mut b = ClientProc::connect("client B", server.addr);
+    let (name_a, name_b) = (unique_name("fa"), unique_name("fb"));
+    let id_a = a.register(&name_a, "pa");
+    let id_b = b.register(&name_b, "pb");
+    log_in(&mut a, id_a, "pa");
+
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), "(no friends yet; addfriend:FRIENDID adds one)");
+    a.type_line(&format!("addfriend:{id_b}"));
+    a.expect_exact(&format!("added friend [{id_b}]{name_b} (offline)"));
+    let friend = |state: &str| format!("{id_b} {name_b} {state}");
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), friend("offline"));
+
+    // B logs in: A is told, and `friends` says so from then on.
+    log_in(&mut b, id_b, "pb");
+    a.expect_exact(&format!("[{id_b}]{name_b} is online"));
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), friend("online"));
+
+    // `logout` is `loginout`: B is back at the menu, and offline for A.
+    b.type_line("logout");
+    b.expect_menu();
+    a.expect_exact(&format!("[{id_b}]{name_b} is offline"));
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), friend("offline"));
+
+    // B again, then `quit`: logged out (A sees it) and the client ends, 0.
+    log_in(&mut b, id_b, "pb");
+    a.expect_exact(&format!("[{id_b}]{name_b} is online"));
+    b.type_line("quit");
+    b.expect_exact("bye");
+    assert_eq!(b.wait_exit().code(), Some(0), "quit: {}", b.transcript());
+    a.expect_exact(&format!("[{id_b}]{name_b} is offline"));
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), friend("offline"));
+
+    // A logs in again: the list comes from the server, still right.
+    a.type_line("loginout");
+    a.expect_menu();
+    log_in(&mut a, id_a, "pa");
+    a.type_line("friends");
+    a.expect_exact("----------------------friend list---------------------");
+    assert_eq!(a.next_line(), friend("offline"));
+    a.type_line("exit");
+    a.expect_exact("bye");
+    assert_eq!(a.wait_exit().code(), Some(0), "exit: {}", a.transcript());
+}
+
+#[test]
+fn groups_lists_the_groups_help_names_every_command_and_mistakes_name_help() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut a = ClientProc::connect("client A", server.addr);
+    let name_a = unique_name("ga");
+    let id_a = a.register(&name_a, "pa");
+    log_in(&mut a, id_a, "pa");
+    for command in ["friends ", "groups ", "(also: logout)", "(also: exit)"] {
+        a.expect(command);
+    }
+
+    a.type_line("groups");
+    a.expect_exact("----------------------group list----------------------");
+    assert_eq!(a.next_line(), "(no groups yet; creategroup:NAME:DESC or addgroup:GROUPID)");
+    let group_name = unique_name("crabs");
+    a.type_line(&format!("creategroup:{group_name}:all: about crabs"));
+    let line = a.expect("create group success, groupid is ");
+    let group: i64 = line.rsplit(' ').next().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    a.type_line("groups");
+    a.expect_exact("----------------------group list----------------------");
+    assert_eq!(a.next_line(), format!("[{group}] {group_name} all: about crabs"));
+    assert_eq!(a.next_line(), format!("    {id_a} {name_a} online creator"));
+
+    // Unknown commands, and `/help`, name `help`.
+    for typo in ["hello", "/help", "logoff"] {
+        a.type_line(typo);
+        a.expect_exact("invalid command; type help");
+    }
+    a.type_line("chat:5");
+    a.expect_exact("invalid command; usage: chat:FRIENDID:MESSAGE");
+    // At the first menu too, `quit` ends the client.
+    a.type_line("logout");
+    a.expect_menu();
+    a.type_line("quit");
+    a.expect_exact("bye");
+    assert_eq!(a.wait_exit().code(), Some(0), "{}", a.transcript());
+}
+
+#[test]
+fn blank_messages_reach_nobody_and_overlong_ones_are_refused_before_sending() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut a = ClientProc::connect("client A", server.addr);
+    let mut b = ClientProc::connect("client B", server.addr);
+    let (name_a, name_b) = (unique_name("ba"), unique_name("bb"));
+    let id_a = a.register(&name_a, "pa");
+    let id_b = b.register(&name_b, "pb");
+    let id_c = a.register(&unique_name("bc"), "pc");
+    log_in(&mut a, id_a, "pa");
+    log_in(&mut b, id_b, "pb");
+    a.type_line(&format!("creategroup:{}:d", unique_name("g")));
+    let line = a.expect("create group success, groupid is ");
+    let group: i64 = line.rsplit(' ').next().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    b.type_line(&format!("addgroup:{group}"));
+    b.expect_exact(&format!("join group {group} success"));
+
+    for blank in [
+        format!("chat:{id_b}:"),
+        format!("chat:{id_b}:   "),
+        format!("chat:{id_b}:\t \u{3000}"),
+        format!("chat:{id_c}: "),
+        format!("groupchat:{group}:  "),
+    ] {
+        a.type_line(&blank);
+        a.expect_exact("empty message; not sent");
+    }
+    // One character too many for the server's 64 KiB frame: refused here,
+    // and the connection carries on.
+    let big = "x".repeat(64 * 1024);
+    a.type_line(&format!("chat:{id_b}:{big}"));
+    let refused = a.expect("[ERROR]: message too long (");
+    assert!(refused.ends_with("bytes; the server takes 65536); not sent"), "{refused}");
+    a.type_line(&format!("chat:{id_b}:after the blanks"));
+    let said = format!("[{id_a}]{name_a} said: after the blanks");
+    b.expect_where(&format!("ending in {said:?}"), |l| is_chat_line(l, "", &said));
+    // Nothing else reached B, live or stored for C.
+    let chats: Vec<String> = b.transcript().lines().filter(|l| l.contains(" said:")).map(String::from).collect();
+    assert_eq!(chats.len(), 1, "B got more than the one message: {chats:?}");
+    assert_eq!(common::offline_count(&db, id_c), 0, "a blank message was stored for C");
 }

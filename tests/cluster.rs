@@ -504,3 +504,35 @@ fn friends_on_other_servers_are_told_when_a_stopped_servers_users_go_offline() {
     });
     assert_presence(&got, id1, &name1, "offline");
 }
+
+#[test]
+fn a_member_who_joins_on_another_server_soon_gets_what_the_first_server_sends() {
+    let db = TestDb::new();
+    let (s1, s2) = two_servers(&db, &[]);
+    let (mut a, ida, namea) = user_on(s1.addr, "ja", PW);
+    let (mut c, _, _) = user_on(s1.addr, "jc", PW);
+    let (mut e, _, _) = user_on(s2.addr, "je", PW);
+    let group = a.new_group(&unique_name("join"), "grows across");
+    join_group(&mut c, group);
+    // Server 1 has the group in use, then E joins it through server 2.
+    a.send_group_chat(group, "before e");
+    assert_group_chat(&c.recv_msgid(10), ida, &namea, group, "before e");
+    join_group(&mut e, group);
+    let joined = Instant::now();
+    // Server 2 tells server 1 over the bus; until then a message may miss
+    // E. Well before server 1 would read the members again anyway (10 s),
+    // E gets them, and from then on every one.
+    let mut k = 0;
+    let first = loop {
+        a.send_group_chat(group, &format!("m{k}"));
+        assert_group_chat(&c.recv_msgid(10), ida, &namea, group, &format!("m{k}"));
+        if let Some(v) = e.try_recv(Duration::from_millis(50)) {
+            break v;
+        }
+        assert!(joined.elapsed() < Duration::from_secs(5), "E got nothing for 5 s after joining");
+        k += 1;
+    };
+    assert_group_chat(&first, ida, &namea, group, &format!("m{k}"));
+    a.send_group_chat(group, "next");
+    assert_group_chat(&e.recv_msgid(10), ida, &namea, group, "next");
+}

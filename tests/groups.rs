@@ -107,6 +107,21 @@ fn create_group_answers_with_id_and_name_and_refuses_a_taken_name() {
 }
 
 #[test]
+fn create_group_refuses_blank_names_and_names_with_control_characters() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut a, _, _) = user_on(server.addr, "a", PW);
+    let why = "group name must not be blank or contain control characters";
+    for name in [" ", "\u{a0}\u{3000}", "red\u{1b}[31m", "title\u{1b}]0;x\u{7}", "c1\u{85}", "rl\u{202e}o", "d\u{7f}"] {
+        let ack = a.create_group(name, "desc");
+        assert_eq!(ack, json!({"msgid": 13, "errno": 100, "errmsg": why}), "group name {name:?}");
+    }
+    assert_eq!(db.query_i64("SELECT COUNT(*) FROM allgroup", ()), 0, "a refused group was created");
+    let ack = a.create_group(&format!("{} crabs", unique_name("g")), "all: about crabs");
+    assert_eq!(ack["errno"], 0, "{ack}");
+}
+
+#[test]
 fn add_group_joins_and_refuses_a_missing_group_and_a_second_time() {
     let db = TestDb::new();
     let server = Server::start(&db);
@@ -270,4 +285,27 @@ fn presence_tells_friends_of_login_logout_and_close_and_nobody_else() {
     c.expect_silence(Duration::from_millis(500));
     ping_pong(&mut c);
     ping_pong(&mut a);
+}
+
+#[test]
+fn a_member_who_joins_gets_the_next_group_message_although_the_group_was_in_use() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut a, ida, namea) = user_on(server.addr, "ja", PW);
+    let (mut b, _, _) = user_on(server.addr, "jb", PW);
+    let (mut c, idc, _) = user_on(server.addr, "jc", PW);
+    let group = a.new_group(&unique_name("join"), "grows");
+    assert_eq!(b.add_group(group)["errno"], 0);
+    // The group is in use (its members are known to the server) ...
+    a.send_group_chat(group, "before c");
+    assert_group_chat(&b.recv_msgid(10), ida, &namea, group, "before c");
+    // ... and C's joining reaches the very next message, live and stored.
+    assert_eq!(c.add_group(group)["errno"], 0);
+    a.send_group_chat(group, "after c");
+    assert_group_chat(&c.recv_msgid(10), ida, &namea, group, "after c");
+    assert_group_chat(&b.recv_msgid(10), ida, &namea, group, "after c");
+    c.logout();
+    wait_user_state(&db, idc, "offline");
+    a.send_group_chat(group, "c away");
+    wait_offline_count(&db, idc, 1);
 }

@@ -61,7 +61,7 @@ fn register_then_login_changes_the_session_and_stores_for_the_offline() {
     let out = cmd::apply(&ctx, &caller(1, None), Request::Login { id: a, secret: Secret::Password("pw".into()) });
     let ack = &replies(&out)[0];
     assert_eq!((ack["msgid"].as_i64(), ack["errno"].as_i64(), ack["name"].as_str()), (Some(2), Some(0), Some("alice")));
-    let Some(SessionChange::LoggedIn { user, offline_upto: None }) = out.change else {
+    let Some(SessionChange::LoggedIn { user, offline_upto: None, .. }) = out.change else {
         panic!("expected a login, got {:?}", out.change)
     };
     assert_eq!(user, User { id: a, name: "alice".into() });

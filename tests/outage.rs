@@ -3,6 +3,8 @@
 //! port), so the shared one is never stopped.
 
 mod common;
+#[path = "support/faults.rs"]
+mod faults;
 #[path = "support/mariadb.rs"]
 mod mariadb_support;
 
@@ -181,4 +183,67 @@ fn mysql_outage_gives_500_live_chat_continues_and_the_server_recovers_without_re
         "a second login of user {ida}, logged in here all through the outage, right after MySQL came back \
          (before the server's next heartbeat): expected errno 2 `this account is using, input another!`, got {second_ack}"
     );
+}
+
+/// Keeps a paused MariaDB from staying frozen when the test fails.
+struct Resume<'a>(&'a ThrowawayMariaDb);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+#[test]
+fn requests_past_the_job_queues_mark_get_501_at_once_and_the_rest_are_answered_when_mysql_is_back() {
+    const CLIENTS: usize = 300;
+    // One MySQL connection, so one job thread and a mark of 256 waiting.
+    const MARK: usize = 256;
+    let mariadb = ThrowawayMariaDb::start();
+    let url = mariadb.url(&format!("chat_queue_{}", std::process::id()));
+    let unused = TestDb::new();
+    let server = Server::start_with(&unused, &["--rate", "100000"], &[("CHAT_MYSQL_URL", &url), ("CHAT_DB_POOL", "1")]);
+    let mut conn = mysql::Conn::new(mysql::Opts::from_url(&url).expect("url")).expect("connect to throwaway MariaDB");
+    let users = faults::register_many_fast_in(&mut conn, server.addr, "hw", PW, CLIENTS + 1);
+    drop(conn);
+    let target = users[0].0;
+    let mut clients = faults::login_many(server.addr, &users[1..], PW, 4);
+
+    // MySQL hangs: the job thread waits on it, the others queue behind it.
+    mariadb.pause();
+    let resume = Resume(&mariadb);
+    for c in &mut clients {
+        c.send(&json!({"msgid": 7, "friendid": target}));
+    }
+    let mut answers: Vec<Option<Value>> = vec![None; CLIENTS];
+    let refused = |answers: &[Option<Value>]| answers.iter().flatten().filter(|v| v["errno"] == 501).count();
+    common::poll_until("the requests past the mark to be refused", common::POLL_TIMEOUT, || {
+        for (c, answer) in clients.iter_mut().zip(answers.iter_mut()).filter(|(_, a)| a.is_none()) {
+            *answer = c.try_recv(Duration::from_millis(1));
+        }
+        (refused(&answers) >= CLIENTS - MARK - 1).then_some(())
+    });
+    for v in answers.iter().flatten().filter(|v| v["errno"] == 501) {
+        assert_eq!(
+            (v["msgid"].as_i64(), v["errmsg"].as_str()),
+            (Some(12), Some("server busy, not done; try again later"))
+        );
+    }
+
+    // MySQL is back: every request still waiting is carried out (or, had
+    // the pool given up meanwhile, refused with 500), each answered once.
+    drop(resume);
+    for (c, answer) in clients.iter_mut().zip(answers.iter_mut()) {
+        let v = match answer.take() {
+            Some(v) => v,
+            None => c.try_recv(ANSWER_BOUND).unwrap_or_else(|| panic!("a queued request was never answered")),
+        };
+        assert_eq!(v["msgid"], 12, "{v}");
+        assert!([0, 500, 501].contains(&v["errno"].as_i64().unwrap_or(-1)), "{v}");
+        assert_eq!(c.ping()["msgid"], 17, "a second answer came to one request");
+        *answer = Some(v);
+    }
+    // Only those past the mark were refused: the queued ones were served.
+    let refused = refused(&answers);
+    assert!(refused <= CLIENTS - MARK + 8, "{refused} of {CLIENTS} refused with 501, the mark being {MARK}");
 }

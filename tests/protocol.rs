@@ -101,6 +101,35 @@ fn register_rejects_empty_and_overlong_names_and_passwords() {
     assert_eq!(c2.login_ok(id_b, PW)["name"], cjk50.as_str());
 }
 
+#[test]
+fn register_refuses_blank_names_and_names_with_control_characters() {
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let mut c = Client::connect(server.addr);
+    let why = "name must not be blank or contain control characters";
+    let names = [
+        "   ",
+        "\t",
+        "\u{3000}",
+        "ev\u{1b}]0;owned\u{7}il",
+        "bell\u{7}",
+        "back\u{8}space",
+        "cr\rlf",
+        "line\nbreak",
+        "del\u{7f}",
+        "csi\u{9b}2J",
+        "evil\u{202e}txt",
+        "iso\u{2066}late",
+    ];
+    for name in names {
+        assert_eq!(c.reg(name, PW), json!({"msgid": 5, "errno": 1, "errmsg": why}), "name {name:?}");
+    }
+    assert_eq!(user_count(&db), 0, "a refused registration created a row");
+    // Spaces inside a name, and any script, are fine.
+    let id = c.register(&format!("{} 李 wang", unique_name("sp")), PW);
+    assert!(id > 0);
+}
+
 // ------------------------------------------------------------------- login
 
 #[test]

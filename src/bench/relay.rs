@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
-use crate::net::{AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle};
+use crate::net::{
+    AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent,
+};
 
 /// Shards of the id -> connection map, as in the service's registry.
 const SHARDS: usize = 64;
@@ -179,7 +181,7 @@ impl Handler for Relay {
         &self,
         session: &mut RelaySession,
         _reason: CloseReason,
-        _unsent: &[u8],
+        _unsent: Unsent<'_>,
         _pending: Pending<'_, Arc<[u8]>>,
     ) -> AfterClose {
         self.logout(session);

@@ -6,6 +6,7 @@
 //!   that held it
 //! - presence on the cluster channel: `+ <server> <user> ...` (logged in
 //!   there) and `- <server> <user> ...` (left it)
+//! - a group gained a member, on the cluster channel: `G <server> <group>`
 //!
 //! Server ids contain no spaces or newlines (see `ChatServer`'s server_id).
 
@@ -24,6 +25,11 @@ pub enum Envelope<'a> {
     Replaced {
         from: &'a str,
         user: i32,
+    },
+    /// A member was added to `group` on `from`.
+    GroupChanged {
+        from: &'a str,
+        group: i32,
     },
     /// `server` holds these users now (`online`) or no longer (`!online`).
     Presence {
@@ -70,6 +76,10 @@ pub fn replaced(from: &str, user: i32) -> String {
     format!("K {from} {user}")
 }
 
+pub fn group_changed(from: &str, group: i32) -> String {
+    format!("G {from} {group}")
+}
+
 pub fn presence(server: &str, online: bool, users: &[i32]) -> String {
     let mut text = format!("{} {server}", if online { '+' } else { '-' });
     for user in users {
@@ -110,6 +120,11 @@ pub fn parse(payload: &str) -> Option<Envelope<'_>> {
             let user = words.next()?.parse().ok()?;
             Some(Envelope::Replaced { from, user })
         }
+        "G" => {
+            let from = words.next()?;
+            let group = words.next()?.parse().ok()?;
+            Some(Envelope::GroupChanged { from, group })
+        }
         sign @ ("+" | "-") => {
             let server = words.next()?;
             let users = words.map(|w| w.parse().ok()).collect::<Option<Vec<i32>>>()?;
@@ -148,7 +163,8 @@ mod tests {
             parse(&presence("s2", true, &[])),
             Some(Envelope::Presence { server: "s2", online: true, users: vec![] })
         );
-        for bad in ["", "X", "D s 1 1 2 x0\n{}", "D s one 1 2 k0\n{}", "D s 1 2 k0\n{}", "A s", "+ s x"] {
+        assert_eq!(parse(&group_changed("s3", 12)), Some(Envelope::GroupChanged { from: "s3", group: 12 }));
+        for bad in ["", "X", "D s 1 1 2 x0\n{}", "D s one 1 2 k0\n{}", "D s 1 2 k0\n{}", "A s", "+ s x", "G s"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

@@ -68,6 +68,8 @@ pub trait Sink: Send + Sync + 'static {
     fn resync(&self);
     /// Another server took over `user`'s session (a token login there).
     fn replaced(&self, user: i32);
+    /// Another server added a member to `group`.
+    fn group_changed(&self, group: i32);
 }
 
 /// A handle to the bus; cheap to clone.
@@ -226,6 +228,15 @@ impl Bus {
             return;
         }
         let text = envelope::presence(&self.core.me, online, users);
+        self.core.out().push_command(&[b"PUBLISH", self.core.presence.as_bytes(), text.as_bytes()]);
+        self.flush();
+    }
+
+    /// Tells every server that `group` gained a member, so they read its
+    /// members again. Best effort: a lost notice is made good when their
+    /// cached list expires (`service::members::FRESH_FOR`).
+    pub fn group_changed(&self, group: i32) {
+        let text = envelope::group_changed(&self.core.me, group);
         self.core.out().push_command(&[b"PUBLISH", self.core.presence.as_bytes(), text.as_bytes()]);
         self.flush();
     }
@@ -445,6 +456,12 @@ impl SubEvents for Core {
                         sink.replaced(user);
                     }
                 }
+                Some(Envelope::GroupChanged { from, group }) if from != &*self.me => {
+                    if let Some(sink) = self.sink.get() {
+                        sink.group_changed(group);
+                    }
+                }
+                Some(Envelope::GroupChanged { .. }) => {}
                 Some(Envelope::Presence { .. }) | None => {}
             }
         }

@@ -6,12 +6,31 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Chat { to: i64, msg: String },
-    AddFriend { friend: i64 },
-    CreateGroup { name: String, desc: String },
-    AddGroup { group: i64 },
-    GroupChat { group: i64, msg: String },
+    Chat {
+        to: i64,
+        msg: String,
+    },
+    AddFriend {
+        friend: i64,
+    },
+    CreateGroup {
+        name: String,
+        desc: String,
+    },
+    AddGroup {
+        group: i64,
+    },
+    GroupChat {
+        group: i64,
+        msg: String,
+    },
+    /// The friend list with each one's current state.
+    Friends,
+    /// The group list.
+    Groups,
     LoginOut,
+    /// Ends the client (`quit` or `exit`).
+    Quit,
 }
 
 /// Why a line is not a command; `Display` is what the client prints.
@@ -21,6 +40,8 @@ pub enum CommandError {
     Empty,
     Unknown,
     InvalidId,
+    /// A chat or group message that is empty or only white space.
+    BlankMessage,
     /// A known command with a part missing; holds its usage.
     Usage(&'static str),
 }
@@ -29,22 +50,26 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CommandError::Empty => Ok(()),
-            CommandError::Unknown => f.write_str("invalid input command!"),
+            CommandError::Unknown => f.write_str("invalid command; type help"),
             CommandError::InvalidId => f.write_str("invalid id!"),
-            CommandError::Usage(usage) => write!(f, "invalid input command! usage: {usage}"),
+            CommandError::BlankMessage => f.write_str("empty message; not sent"),
+            CommandError::Usage(usage) => write!(f, "invalid command; usage: {usage}"),
         }
     }
 }
 
 /// Each command's syntax and what it does: the `help` table.
-pub const COMMANDS: [(&str, &str); 7] = [
+pub const COMMANDS: [(&str, &str); 10] = [
     ("help", "list the commands"),
     ("chat:FRIENDID:MESSAGE", "one-to-one message (MESSAGE may contain ':')"),
     ("addfriend:FRIENDID", "add a friend"),
+    ("friends", "list your friends, each online or offline"),
     ("creategroup:NAME:DESC", "create a group and print its id"),
     ("addgroup:GROUPID", "join a group"),
     ("groupchat:GROUPID:MESSAGE", "group message"),
-    ("loginout", "log out, back to the first menu"),
+    ("groups", "list your groups and their members"),
+    ("loginout", "log out, back to the first menu (also: logout)"),
+    ("quit", "log out and end the client (also: exit)"),
 ];
 
 const CHAT_USAGE: &str = "chat:FRIENDID:MESSAGE";
@@ -67,10 +92,13 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
     };
     match name {
         "help" => Ok(Command::Help),
-        "loginout" => Ok(Command::LoginOut),
+        "friends" => Ok(Command::Friends),
+        "groups" => Ok(Command::Groups),
+        "loginout" | "logout" => Ok(Command::LoginOut),
+        "quit" | "exit" => Ok(Command::Quit),
         "chat" => {
             let (to, msg) = two_parts(rest, CHAT_USAGE)?;
-            Ok(Command::Chat { to: parse_id(to)?, msg: msg.to_string() })
+            Ok(Command::Chat { to: parse_id(to)?, msg: message(msg)? })
         }
         "addfriend" => Ok(Command::AddFriend { friend: parse_id(rest.ok_or(CommandError::Usage(ADD_FRIEND_USAGE))?)? }),
         "creategroup" => {
@@ -83,7 +111,7 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
         "addgroup" => Ok(Command::AddGroup { group: parse_id(rest.ok_or(CommandError::Usage(ADD_GROUP_USAGE))?)? }),
         "groupchat" => {
             let (group, msg) = two_parts(rest, GROUP_CHAT_USAGE)?;
-            Ok(Command::GroupChat { group: parse_id(group)?, msg: msg.to_string() })
+            Ok(Command::GroupChat { group: parse_id(group)?, msg: message(msg)? })
         }
         _ => Err(CommandError::Unknown),
     }
@@ -95,6 +123,14 @@ pub fn parse_id(text: &str) -> Result<i64, CommandError> {
         Ok(id) if id > 0 => Ok(id),
         _ => Err(CommandError::InvalidId),
     }
+}
+
+/// A message as typed, unless there is nothing in it to send.
+fn message(msg: &str) -> Result<String, CommandError> {
+    if msg.trim().is_empty() {
+        return Err(CommandError::BlankMessage);
+    }
+    Ok(msg.to_string())
 }
 
 /// `A:B` split at its first ':' (B may hold more colons).
@@ -113,7 +149,9 @@ mod tests {
             Ok(Command::Chat { to: 2, msg: "hello:with colon".into() })
         );
         assert_eq!(parse_command("chat: 7 : spaced \r\n"), Ok(Command::Chat { to: 7, msg: " spaced ".into() }));
-        assert_eq!(parse_command("chat:3:"), Ok(Command::Chat { to: 3, msg: String::new() }));
+        assert_eq!(parse_command("chat:3:"), Err(CommandError::BlankMessage));
+        assert_eq!(parse_command("chat:3: \t "), Err(CommandError::BlankMessage));
+        assert_eq!(parse_command("groupchat:3:\u{3000}"), Err(CommandError::BlankMessage));
     }
 
     #[test]
@@ -132,6 +170,11 @@ mod tests {
         assert_eq!(parse_command("help"), Ok(Command::Help));
         assert_eq!(parse_command("help:"), Ok(Command::Help));
         assert_eq!(parse_command(" loginout \n"), Ok(Command::LoginOut));
+        assert_eq!(parse_command("logout"), Ok(Command::LoginOut));
+        assert_eq!(parse_command("quit"), Ok(Command::Quit));
+        assert_eq!(parse_command(" exit"), Ok(Command::Quit));
+        assert_eq!(parse_command("friends"), Ok(Command::Friends));
+        assert_eq!(parse_command("groups"), Ok(Command::Groups));
         assert_eq!(parse_command("addfriend: 5 "), Ok(Command::AddFriend { friend: 5 }));
     }
 
@@ -140,6 +183,7 @@ mod tests {
         assert_eq!(parse_command(""), Err(CommandError::Empty));
         assert_eq!(parse_command("  \r\n"), Err(CommandError::Empty));
         assert_eq!(parse_command("hello"), Err(CommandError::Unknown));
+        assert_eq!(parse_command("/help"), Err(CommandError::Unknown));
         assert_eq!(parse_command("Chat:1:x"), Err(CommandError::Unknown));
         assert_eq!(parse_command("chat:x:hi"), Err(CommandError::InvalidId));
         assert_eq!(parse_command("chat:-1:hi"), Err(CommandError::InvalidId));
@@ -154,12 +198,10 @@ mod tests {
 
     #[test]
     fn error_texts() {
-        assert_eq!(CommandError::Unknown.to_string(), "invalid input command!");
+        assert_eq!(CommandError::Unknown.to_string(), "invalid command; type help");
         assert_eq!(CommandError::InvalidId.to_string(), "invalid id!");
-        assert_eq!(
-            CommandError::Usage("addgroup:GROUPID").to_string(),
-            "invalid input command! usage: addgroup:GROUPID"
-        );
+        assert_eq!(CommandError::BlankMessage.to_string(), "empty message; not sent");
+        assert_eq!(CommandError::Usage("addgroup:GROUPID").to_string(), "invalid command; usage: addgroup:GROUPID");
         assert_eq!(CommandError::Empty.to_string(), "");
     }
 }

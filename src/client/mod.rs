@@ -8,14 +8,19 @@
 //! - [`wire`]: framing (compact JSON + NUL) and message ids;
 //! - [`command`]: parsing the chat commands typed after login;
 //! - [`format`]: how every message kind is printed (pure functions);
-//! - [`term`]: line-atomic printing, prompts and reading standard input;
+//! - [`roster`]: the friends and groups that `friends` and `groups` show;
+//! - [`term`]: line-atomic printing (controls made visible), prompts and
+//!   reading standard input;
+//! - [`tty`]: the terminal's echo, off while a password is typed;
 //! - [`session`]: the connection, the reader thread and the menu loops.
 
 pub mod args;
 pub mod command;
 pub mod format;
+pub mod roster;
 pub mod session;
 pub mod term;
+pub mod tty;
 pub mod wire;
 
 /// Runs the client with the command-line arguments (without the program
@@ -25,5 +30,9 @@ pub fn run(args: &[String]) -> ! {
         Ok(target) => target,
         Err(what) => term::fail(&format!("{} ({what})", args::USAGE), 2),
     };
+    // Ctrl-C (and SIGTERM, SIGHUP) end the client the way quitting does,
+    // which gives the terminal its echo back. Without the handler the
+    // default action still ends the client.
+    let _ = ctrlc::set_handler(|| term::finish("interrupted, bye", 130));
     session::run(&target)
 }

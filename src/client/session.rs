@@ -12,9 +12,10 @@
 //! - a pinger sends PING every minute so the server's idle timeout never
 //!   cuts a client that is alive but quiet.
 
+use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -25,8 +26,10 @@ use serde_json::{Value, json};
 use super::args::Target;
 use super::command::{self, Command, CommandError};
 use super::format;
+use super::roster::{Person, Roster};
 use super::term::{self, Input};
 use super::wire::{self, FrameDecoder, FrameTooLarge};
+use crate::service::clock;
 
 /// How long the client waits for the server to answer a request.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +47,19 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
 const DISCONNECTED: i64 = -1;
 /// Said for a line typed while the client reconnects.
 const NOT_CONNECTED: &str = "[ERROR]: not connected to the server (reconnecting); that was not sent";
+/// What [`Session::request`] waits for when it waits for nothing.
+const NOTHING: i64 = 0;
+/// The longest the reader holds back what follows an answer until the
+/// main thread has printed it (it normally takes microseconds).
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// A frame the reader hands to the main thread. Until `printed` is dropped
+/// the reader prints nothing more, so a message right behind a LOGIN_ACK
+/// comes after the login box, not before it.
+struct Handover {
+    msg: Value,
+    printed: Sender<()>,
+}
 
 /// Why the menus stopped; each ends the client with status 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +80,8 @@ enum Reply {
     /// The connection is down: the request was not sent, or its answer is
     /// lost with the connection.
     NotConnected,
+    /// Not sent: this line says why.
+    NotSent(String),
 }
 
 /// What the reader does with one frame from the server.
@@ -100,7 +118,14 @@ fn route(msg: &Value, waiting: bool) -> Route {
 struct Me {
     id: i64,
     name: String,
+    /// Whether the server answers ADD_FRIEND, CREATE_GROUP and ADD_GROUP.
+    /// The original C++ server answers none of them (nor sends a token,
+    /// which is how it is told apart).
+    answers: bool,
 }
+
+/// Said after a request that the original C++ server carries out silently.
+const UNANSWERED: &str = "sent; this server does not answer it (the lists show it at the next login)";
 
 /// The writing half of the connection, shared by the main thread, the
 /// pinger and the reader (which swaps in a new socket after a reconnect);
@@ -115,11 +140,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn send(&self, msg: &Value) -> io::Result<()> {
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
         // A poisoned lock only means another writer panicked; the stream
         // itself is still usable.
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        stream.write_all(&wire::encode(msg))
+        stream.write_all(frame)
     }
 
     fn is_up(&self) -> bool {
@@ -167,39 +192,58 @@ fn connect(target: &Target) -> Result<TcpStream, String> {
     Err(last)
 }
 
+/// What the reader and the main thread both keep up to date.
+#[derive(Default)]
+struct Shared {
+    /// The msgid of the ACK the main thread waits for, else [`NOTHING`]. An
+    /// ERROR refusing a request answers it as well; the reader clears it
+    /// when it hands over the answer, so a later ERROR is printed.
+    expecting: AtomicI64,
+    /// Taken in by the reader in the order messages arrive.
+    roster: Mutex<Roster>,
+}
+
+impl Shared {
+    fn roster(&self) -> std::sync::MutexGuard<'_, Roster> {
+        self.roster.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 fn start(stream: TcpStream, target: Target) -> io::Result<Session> {
     // Typed messages are small and should leave at once, not wait for Nagle;
     // failing to set it only costs latency.
     let _ = stream.set_nodelay(true);
     let reading = stream.try_clone()?;
     let (acks_tx, acks) = mpsc::channel();
-    let waiting = Arc::new(AtomicBool::new(false));
-    let reader_waiting = Arc::clone(&waiting);
+    let shared = Arc::new(Shared::default());
+    let reader_shared = Arc::clone(&shared);
     let conn = Arc::new(Connection { stream: Mutex::new(stream), up: AtomicBool::new(true), resume: Mutex::new(None) });
     let reader_conn = Arc::clone(&conn);
     thread::Builder::new()
         .name("reader".into())
-        .spawn(move || read_server(reading, &reader_conn, &target, &acks_tx, &reader_waiting))?;
+        .spawn(move || read_server(reading, &reader_conn, &target, &acks_tx, &reader_shared))?;
     let pinger_conn = Arc::clone(&conn);
     thread::Builder::new().name("pinger".into()).spawn(move || ping_forever(&pinger_conn))?;
-    Ok(Session { conn, acks, waiting, input: Input::default() })
+    Ok(Session { conn, acks, held: RefCell::new(None), shared, input: Input::default() })
 }
 
 /// The reader thread: frames in, lines out or replies handed over. When
 /// the server goes away it reconnects if a user is logged in, and ends the
 /// whole client if not.
-fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: &Sender<Value>, waiting: &AtomicBool) {
+fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: &Sender<Handover>, shared: &Shared) {
     loop {
-        read_frames(&mut stream, acks, waiting);
+        read_frames(&mut stream, acks, shared);
         let Some((id, token)) = conn.resume() else { term::finish("server closed the connection", 0) };
         conn.up.store(false, Ordering::SeqCst);
         // A request waiting for its ACK will not get it on this connection.
-        let _ = acks.send(json!({ "msgid": DISCONNECTED }));
+        let (printed, _) = mpsc::channel();
+        let _ = acks.send(Handover { msg: json!({ "msgid": DISCONNECTED }), printed });
         term::line(&format!("[connection lost] reconnecting to {target} ..."));
         let (fresh, ack) = reconnect(target, id, &token);
         let Ok(writing) = fresh.try_clone() else { continue };
         *conn.stream.lock().unwrap_or_else(|e| e.into_inner()) = writing;
         conn.set_resume(Some((id, format::text(&ack, "token"))));
+        shared.roster().observe(&ack);
         conn.up.store(true, Ordering::SeqCst);
         let mut lines = vec!["reconnected".to_string()];
         lines.extend(format::stored(&ack));
@@ -209,7 +253,7 @@ fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: 
 }
 
 /// Reads and routes frames until the connection ends.
-fn read_frames(stream: &mut TcpStream, acks: &Sender<Value>, waiting: &AtomicBool) {
+fn read_frames(stream: &mut TcpStream, acks: &Sender<Handover>, shared: &Shared) {
     let mut decoder = FrameDecoder::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -232,14 +276,30 @@ fn read_frames(stream: &mut TcpStream, acks: &Sender<Value>, waiting: &AtomicBoo
             let Some(msg) = wire::parse_frame(&frame) else {
                 continue;
             };
-            match route(&msg, waiting.load(Ordering::SeqCst)) {
+            shared.roster().observe(&msg);
+            let expecting = shared.expecting.load(Ordering::SeqCst);
+            match route(&msg, expecting != NOTHING) {
                 Route::Reply => {
-                    // The main thread is gone only while the process ends;
-                    // an ERROR is still worth showing then.
-                    if let Err(mpsc::SendError(msg)) = acks.send(msg)
-                        && let Some(line) = format::push(&msg)
-                    {
-                        term::line(&line);
+                    let answer = wire::msgid(&msg).is_some_and(|id| id == expecting || id == wire::ERROR);
+                    if answer {
+                        // Answered: what comes after it is not the answer.
+                        let _ =
+                            shared.expecting.compare_exchange(expecting, NOTHING, Ordering::SeqCst, Ordering::SeqCst);
+                    }
+                    let (printed, done) = mpsc::channel();
+                    match acks.send(Handover { msg, printed }) {
+                        // Ends at once for a frame the main thread drops.
+                        Ok(()) if answer => {
+                            let _ = done.recv_timeout(HOLD_AT_MOST);
+                        }
+                        Ok(()) => {}
+                        // The main thread is gone only while the process
+                        // ends; an ERROR is still worth showing then.
+                        Err(mpsc::SendError(Handover { msg, .. })) => {
+                            if let Some(line) = format::push(&msg) {
+                                term::line(&line);
+                            }
+                        }
                     }
                 }
                 Route::Print(line) => term::line(&line),
@@ -309,7 +369,7 @@ fn ping_forever(conn: &Connection) {
         // A failure is the reader's to notice; the next PING goes out on
         // the connection it makes.
         if conn.is_up() {
-            let _ = conn.send(&json!({ "msgid": wire::PING }));
+            let _ = conn.send(&wire::encode(&json!({ "msgid": wire::PING })));
         }
     }
 }
@@ -317,21 +377,37 @@ fn ping_forever(conn: &Connection) {
 /// The main thread's side of the connection.
 struct Session {
     conn: Arc<Connection>,
-    acks: Receiver<Value>,
-    /// Tells the reader that an ERROR now answers a request.
-    waiting: Arc<AtomicBool>,
+    acks: Receiver<Handover>,
+    /// The handover of the last answer, dropped once it has been printed
+    /// (when the main thread reads input or sends again).
+    held: RefCell<Option<Sender<()>>>,
+    shared: Arc<Shared>,
     input: Input,
 }
 
 impl Session {
     fn prompt(&mut self, prompt: &str) -> Result<String, Exit> {
+        self.printed();
         self.input.prompt(prompt).ok_or(Exit::EndOfInput)
     }
 
-    /// Sends `msg`; while the connection is down it is refused with a line
-    /// saying so, never kept to be sent later.
+    /// Everything about the last answer is printed: the reader goes on.
+    fn printed(&self) {
+        self.held.borrow_mut().take();
+    }
+
+    /// Sends `msg`. One too long for the server, or any while the connection
+    /// is down, is refused with a line saying so, never kept to be sent
+    /// later.
     fn send(&self, msg: &Value) -> Result<(), Exit> {
-        if !self.conn.is_up() || self.conn.send(msg).is_err() {
+        let frame = match checked(msg) {
+            Ok(frame) => frame,
+            Err(why) => {
+                term::line(&why);
+                return Ok(());
+            }
+        };
+        if !self.conn.is_up() || self.conn.send(&frame).is_err() {
             // Logged in, the reader reconnects; else it ends the client.
             term::line(NOT_CONNECTED);
         }
@@ -340,15 +416,24 @@ impl Session {
 
     /// Sends `msg` and waits for the ACK with msgid `expect` (or an ERROR).
     fn request(&self, msg: &Value, expect: i64) -> Result<Reply, Exit> {
+        let frame = match checked(msg) {
+            Ok(frame) => frame,
+            Err(why) => return Ok(Reply::NotSent(why)),
+        };
         // Replies to earlier requests that timed out would be mistaken for
         // this one's.
+        self.printed();
         while self.acks.try_recv().is_ok() {}
-        if !self.conn.is_up() || self.conn.send(msg).is_err() {
+        if !self.conn.is_up() {
             return Ok(Reply::NotConnected);
         }
-        self.waiting.store(true, Ordering::SeqCst);
-        let reply = self.await_reply(expect);
-        self.waiting.store(false, Ordering::SeqCst);
+        // Before sending: the answer may come at once.
+        self.shared.expecting.store(expect, Ordering::SeqCst);
+        let reply = match self.conn.send(&frame) {
+            Ok(()) => self.await_reply(expect),
+            Err(_) => Ok(Reply::NotConnected),
+        };
+        self.shared.expecting.store(NOTHING, Ordering::SeqCst);
         reply
     }
 
@@ -357,13 +442,17 @@ impl Session {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.acks.recv_timeout(left) {
-                Ok(msg) => match wire::msgid(&msg) {
-                    Some(id) if id == expect => return Ok(Reply::Ack(msg)),
-                    Some(wire::ERROR) => return Ok(Reply::Error(msg)),
-                    Some(DISCONNECTED) => return Ok(Reply::NotConnected),
-                    // A late ACK of an earlier request: not ours.
-                    _ => continue,
-                },
+                Ok(Handover { msg, printed }) => {
+                    let reply = match wire::msgid(&msg) {
+                        Some(id) if id == expect => Reply::Ack(msg),
+                        Some(wire::ERROR) => Reply::Error(msg),
+                        Some(DISCONNECTED) => Reply::NotConnected,
+                        // A late ACK of an earlier request: not ours.
+                        _ => continue,
+                    };
+                    *self.held.borrow_mut() = Some(printed);
+                    return Ok(reply);
+                }
                 Err(RecvTimeoutError::Timeout) => return Ok(Reply::Timeout),
                 Err(RecvTimeoutError::Disconnected) => return Err(Exit::ServerClosed),
             }
@@ -379,7 +468,7 @@ impl Session {
                 Ok(choice) => match choice.trim() {
                     "1" => self.login(),
                     "2" => self.register(),
-                    "3" => Err(Exit::Quit),
+                    "3" | "quit" | "exit" => Err(Exit::Quit),
                     _ => {
                         term::line("invalid input!");
                         Ok(())
@@ -397,19 +486,24 @@ impl Session {
             term::line("invalid userid!");
             return Ok(());
         };
-        let password = self.prompt("userpassword:")?;
+        let password = self.input.password("userpassword:").ok_or(Exit::EndOfInput)?;
         let request = json!({ "msgid": wire::LOGIN, "id": id, "password": password });
         match self.request(&request, wire::LOGIN_ACK)? {
             Reply::Ack(ack) if format::errno(&ack) == 0 => {
-                let me =
-                    Me { id: ack.get("id").and_then(Value::as_i64).unwrap_or(id), name: format::text(&ack, "name") };
+                let token = ack.get("token").and_then(Value::as_str);
+                let me = Me {
+                    id: ack.get("id").and_then(Value::as_i64).unwrap_or(id),
+                    name: format::text(&ack, "name"),
+                    answers: token.is_some(),
+                };
                 // Before anything else, so that a drop from now on reconnects.
                 // An older server sends no token: then a lost connection ends
                 // the client, as it always did.
-                if ack.get("token").and_then(Value::as_str).is_some() {
-                    self.conn.set_resume(Some((me.id, format::text(&ack, "token"))));
+                if let Some(token) = token {
+                    self.conn.set_resume(Some((me.id, token.to_string())));
                 }
                 term::lines(&format::login(&ack));
+                self.printed();
                 let done = self.chat(&me);
                 self.conn.set_resume(None);
                 done
@@ -429,25 +523,27 @@ impl Session {
 
     fn register(&mut self) -> Result<(), Exit> {
         let name = self.prompt("username:")?;
-        let password = self.prompt("userpassword:")?;
+        let password = self.input.password("userpassword:").ok_or(Exit::EndOfInput)?;
         let request = json!({ "msgid": wire::REG, "name": name, "password": password });
         let reply = self.request(&request, wire::REG_ACK)?;
         term::line(&answer(&reply, |ack| format::register(&name, ack)));
         Ok(())
     }
 
-    /// The command loop after login, until `loginout`.
+    /// The command loop after login, until `loginout` or `quit`.
     fn chat(&mut self, me: &Me) -> Result<(), Exit> {
         term::lines(&format::help());
         loop {
-            let line = self.input.line().ok_or(Exit::EndOfInput)?;
+            self.printed();
+            let line = self.input.command().ok_or(Exit::EndOfInput)?;
             match command::parse_command(&line) {
-                Ok(Command::LoginOut) if !self.conn.is_up() => term::line(NOT_CONNECTED),
-                Ok(Command::LoginOut) => {
+                Ok(Command::LoginOut | Command::Quit) if !self.conn.is_up() => term::line(NOT_CONNECTED),
+                Ok(cmd @ (Command::LoginOut | Command::Quit)) => {
                     // The connection stays open for the next login, as in
                     // the original. No reconnect once the server has it.
                     self.conn.set_resume(None);
-                    return self.send(&json!({ "msgid": wire::LOGOUT, "id": me.id }));
+                    self.send(&json!({ "msgid": wire::LOGOUT, "id": me.id }))?;
+                    return if cmd == Command::Quit { Err(Exit::Quit) } else { Ok(()) };
                 }
                 Ok(cmd) => self.execute(me, cmd)?,
                 Err(CommandError::Empty) => {}
@@ -456,41 +552,84 @@ impl Session {
         }
     }
 
-    /// Carries out one command other than `loginout`. `id` and `name` go
-    /// along because older servers wanted them; this server ignores them.
+    /// Sends a request that this server answers with an ACK `expect`, and
+    /// waits for it; None for a server that does not answer it.
+    fn ask(&self, me: &Me, request: &Value, expect: i64) -> Result<Option<Reply>, Exit> {
+        if me.answers {
+            return self.request(request, expect).map(Some);
+        }
+        self.send(request)?;
+        term::line(UNANSWERED);
+        Ok(None)
+    }
+
+    /// Carries out one command other than `loginout` and `quit`. `id`,
+    /// `name` and `time` go along because the original server wants them
+    /// (it passes chat messages on as they came); this server ignores them.
     fn execute(&self, me: &Me, cmd: Command) -> Result<(), Exit> {
         match cmd {
             Command::Help => term::lines(&format::help()),
+            Command::Friends => term::lines(&self.shared.roster().friend_lines()),
+            Command::Groups => term::lines(&self.shared.roster().group_lines()),
             Command::Chat { to, msg } => self.send(&json!({
                 "msgid": wire::ONE_CHAT, "id": me.id, "name": me.name,
-                "toid": to, "msg": msg,
+                "toid": to, "msg": msg, "time": clock::now_stamp(),
             }))?,
             Command::GroupChat { group, msg } => self.send(&json!({
                 "msgid": wire::GROUP_CHAT, "id": me.id, "name": me.name,
-                "groupid": group, "msg": msg,
+                "groupid": group, "msg": msg, "time": clock::now_stamp(),
             }))?,
             Command::AddFriend { friend } => {
                 let request = json!({ "msgid": wire::ADD_FRIEND, "id": me.id, "friendid": friend });
-                let reply = self.request(&request, wire::ADD_FRIEND_ACK)?;
-                term::line(&answer(&reply, format::add_friend));
+                if let Some(reply) = self.ask(me, &request, wire::ADD_FRIEND_ACK)? {
+                    term::line(&answer(&reply, format::add_friend));
+                }
             }
             Command::CreateGroup { name, desc } => {
                 let request = json!({
                     "msgid": wire::CREATE_GROUP, "id": me.id,
                     "groupname": name, "groupdesc": desc,
                 });
-                let reply = self.request(&request, wire::CREATE_GROUP_ACK)?;
+                let Some(reply) = self.ask(me, &request, wire::CREATE_GROUP_ACK)? else { return Ok(()) };
+                if let Some(id) = succeeded(&reply, "groupid") {
+                    let me = Person { id: me.id, name: me.name.clone(), state: "online".into() };
+                    self.shared.roster().created(id, &name, &desc, me);
+                }
                 term::line(&answer(&reply, format::create_group));
             }
             Command::AddGroup { group } => {
                 let request = json!({ "msgid": wire::ADD_GROUP, "id": me.id, "groupid": group });
-                let reply = self.request(&request, wire::ADD_GROUP_ACK)?;
+                let Some(reply) = self.ask(me, &request, wire::ADD_GROUP_ACK)? else { return Ok(()) };
+                if succeeded(&reply, "groupid").is_some() {
+                    self.shared.roster().joined(group);
+                }
                 term::line(&answer(&reply, |ack| format::add_group(ack, group)));
             }
-            // `chat` handles it: it leaves the command loop.
-            Command::LoginOut => {}
+            // `chat` handles them: they leave the command loop.
+            Command::LoginOut | Command::Quit => {}
         }
         Ok(())
+    }
+}
+
+/// `msg` as a frame, unless it is too long for the server: then the line
+/// that says so.
+fn checked(msg: &Value) -> Result<Vec<u8>, String> {
+    let frame = wire::encode(msg);
+    // The NUL at the end does not count.
+    let size = frame.len().saturating_sub(1);
+    if size > wire::MAX_SEND {
+        return Err(format!("[ERROR]: message too long ({size} bytes; the server takes {}); not sent", wire::MAX_SEND));
+    }
+    Ok(frame)
+}
+
+/// The integer `key` of a successful ACK; an ACK without it (the original's
+/// ADD_GROUP_ACK) counts as success with 0.
+fn succeeded(reply: &Reply, key: &str) -> Option<i64> {
+    match reply {
+        Reply::Ack(ack) if format::errno(ack) == 0 => Some(ack.get(key).and_then(Value::as_i64).unwrap_or(0)),
+        _ => None,
     }
 }
 
@@ -508,6 +647,7 @@ fn failure(reply: &Reply) -> String {
         Reply::Error(msg) => format::error(msg),
         Reply::Timeout => format!("[ERROR]: no reply from the server within {} s", ACK_TIMEOUT.as_secs()),
         Reply::NotConnected => NOT_CONNECTED.to_string(),
+        Reply::NotSent(why) => why.clone(),
         Reply::Ack(ack) => format::ack_error(ack),
     }
 }
@@ -546,6 +686,20 @@ mod tests {
         assert_eq!(route(&json!({ "msgid": 17 }), false), Route::Ignore);
         assert_eq!(route(&json!({ "msgid": 99 }), true), Route::Ignore);
         assert_eq!(route(&json!({ "hello": 1 }), false), Route::Ignore);
+    }
+
+    #[test]
+    fn frames_over_the_servers_limit_are_not_sent() {
+        // `{"msg":"…"}` is 10 bytes around the text.
+        let fits = json!({ "msg": "x".repeat(wire::MAX_SEND - 10) });
+        assert_eq!(checked(&fits).map(|frame| frame.len()), Ok(wire::MAX_SEND + 1));
+        let over = json!({ "msg": "x".repeat(wire::MAX_SEND - 9) });
+        assert_eq!(
+            checked(&over),
+            Err("[ERROR]: message too long (65537 bytes; the server takes 65536); not sent".to_string())
+        );
+        // Escapes count as what goes on the wire, not as typed.
+        assert!(checked(&json!({ "msg": "\u{1}".repeat(wire::MAX_SEND / 6 + 1) })).is_err());
     }
 
     #[test]

@@ -10,6 +10,11 @@ pub use crate::msgid::*;
 /// may be big, so this is generous and only guards against a runaway peer.
 pub const MAX_FRAME: usize = 64 << 20;
 
+/// The longest message the server takes (its default `--max-frame`): the
+/// client refuses to send a longer one rather than have the server close
+/// the connection over it.
+pub const MAX_SEND: usize = 64 << 10;
+
 /// The message as bytes ready to write: compact JSON, then NUL.
 pub fn encode(msg: &Value) -> Vec<u8> {
     // `Display` of a `Value` is the compact form and cannot fail.
@@ -36,14 +41,26 @@ pub fn parse_frame(frame: &[u8]) -> Option<Value> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameTooLarge;
 
-/// Splits a byte stream into frames, whatever the TCP segmentation: several
-/// frames per read and one frame over many reads come out the same.
+/// Splits a byte stream into JSON values, whatever the TCP segmentation and
+/// whatever ends them: this server's NUL, a newline, or nothing at all (the
+/// original C++ server writes its objects back to back, unterminated). It
+/// finds where each top-level object or array ends by following its
+/// brackets and strings, so each byte is looked at once however the value
+/// is split over reads; the value itself is then parsed by serde_json.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
-    /// Bytes of `buf` already searched for a terminator, so a big frame that
-    /// arrives in many reads is scanned once, not once per read.
-    scanned: usize,
+    /// Bytes of `buf` before this are done with (handed out or skipped).
+    done: usize,
+    /// Where the value being followed starts, if one has started.
+    start: Option<usize>,
+    /// The next byte of `buf` to look at.
+    pos: usize,
+    /// Open brackets of that value.
+    depth: usize,
+    in_string: bool,
+    /// The previous byte was a backslash inside a string.
+    escaped: bool,
 }
 
 impl FrameDecoder {
@@ -51,28 +68,67 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next whole frame, without its terminator; empty frames are
-    /// skipped. A newline also ends a frame (JSON never holds a raw one), so
-    /// a line-based test server works too.
+    /// The next whole value, as its bytes. Between values, NUL, white space
+    /// and anything that cannot start an object or array are skipped; a NUL
+    /// (never part of JSON text) inside a value ends it as broken, so the
+    /// stream finds its feet again at the next frame.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameTooLarge> {
-        loop {
-            let unscanned = &self.buf[self.scanned..];
-            let Some(offset) = unscanned.iter().position(|&b| b == 0 || b == b'\n') else {
-                self.scanned = self.buf.len();
-                if self.buf.len() > MAX_FRAME {
-                    return Err(FrameTooLarge);
+        while let Some(&byte) = self.buf.get(self.pos) {
+            self.pos += 1;
+            let Some(start) = self.start else {
+                if matches!(byte, b'{' | b'[') {
+                    self.start = Some(self.pos - 1);
+                    self.depth = 1;
+                } else {
+                    self.done = self.pos;
                 }
-                return Ok(None);
+                continue;
             };
-            let end = self.scanned + offset;
-            let mut frame: Vec<u8> = self.buf.drain(..=end).collect();
-            self.scanned = 0;
-            frame.pop();
-            if frame.iter().all(u8::is_ascii_whitespace) {
+            if byte == 0 || (self.in_string && byte == b'\n') {
+                self.abandon();
                 continue;
             }
-            return Ok(Some(frame));
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let frame = self.buf[start..self.pos].to_vec();
+                        self.abandon();
+                        return Ok(Some(frame));
+                    }
+                }
+                _ => {}
+            }
         }
+        // Everything was looked at: keep only the value in progress.
+        self.buf.drain(..self.done);
+        self.pos -= self.done;
+        self.start = self.start.map(|start| start - self.done);
+        self.done = 0;
+        if self.buf.len() > MAX_FRAME {
+            return Err(FrameTooLarge);
+        }
+        Ok(None)
+    }
+
+    /// Forgets the value in progress, up to the byte just looked at.
+    fn abandon(&mut self) {
+        self.done = self.pos;
+        self.start = None;
+        self.depth = 0;
+        self.in_string = false;
+        self.escaped = false;
     }
 }
 
@@ -125,13 +181,35 @@ mod tests {
     fn empty_frames_are_skipped_and_newline_ends_a_frame() {
         let mut d = FrameDecoder::default();
         d.push(b"\0\0{\"x\":1}\r\n\n{\"y\":2}\0");
-        assert_eq!(frames(&mut d), vec!["{\"x\":1}\r", "{\"y\":2}"]);
+        assert_eq!(frames(&mut d), vec!["{\"x\":1}", "{\"y\":2}"]);
+    }
+
+    #[test]
+    fn unterminated_and_back_to_back_objects() {
+        // As the original C++ server writes them: nothing after each.
+        let mut d = FrameDecoder::default();
+        d.push(b"{\"errno\":0,\"id\":1552,\"msgid\":5}");
+        assert_eq!(frames(&mut d), vec!["{\"errno\":0,\"id\":1552,\"msgid\":5}"]);
+        d.push(b"{\"a\":{\"b\":[1,{}]}}{\"c\":\"}{\\\"\"}{\"d\"");
+        assert_eq!(frames(&mut d), vec!["{\"a\":{\"b\":[1,{}]}}", "{\"c\":\"}{\\\"\"}"]);
+        d.push(b":1}");
+        assert_eq!(frames(&mut d), vec!["{\"d\":1}"]);
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_a_broken_frame_ends_at_its_nul() {
+        let mut d = FrameDecoder::default();
+        d.push(b"garbage 12 \"s\" {\"ok\":1}{\"broken\":\0{\"x\":\"a\nb\"}{\"after\":2}");
+        assert_eq!(frames(&mut d), vec!["{\"ok\":1}", "{\"after\":2}"]);
+        // What was looked at is not kept.
+        assert!(d.buf.is_empty());
     }
 
     #[test]
     fn runaway_frame_is_an_error() {
         let mut d = FrameDecoder::default();
-        d.push(&vec![b'x'; MAX_FRAME + 1]);
+        d.push(b"{\"x\":\"");
+        d.push(&vec![b'x'; MAX_FRAME]);
         assert_eq!(d.next_frame(), Err(FrameTooLarge));
     }
 

@@ -1,5 +1,7 @@
 //! Table `offlinemessage`: messages kept for users who were offline.
 
+use std::collections::HashMap;
+
 use mysql::Value;
 use mysql::prelude::Queryable;
 
@@ -45,6 +47,19 @@ pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<OfflineMessage
         (userid,),
         |(id, message)| OfflineMessage { id, userid, message },
     )?)
+}
+
+/// How many messages are stored for each of `users` (those with none are
+/// left out).
+pub fn counts(conn: &mut impl Queryable, users: &[i32]) -> Result<HashMap<i32, u64>, DbError> {
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT userid, COUNT(*) FROM offlinemessage WHERE userid IN ({}) GROUP BY userid",
+        placeholders(users.len())
+    );
+    Ok(conn.exec_map(sql, users.to_vec(), |(userid, count)| (userid, count))?.into_iter().collect())
 }
 
 /// Deletes the messages of `userid` with id up to `max_id` (those a login

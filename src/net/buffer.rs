@@ -21,6 +21,32 @@ pub struct OutBuffer {
     exempt_end: u64,
 }
 
+/// The frames a closed connection's peer never received whole, in order.
+pub struct Unsent<'a> {
+    /// NUL-terminated frames.
+    frames: &'a [u8],
+    /// The output offset (as `OutBuffer::written` counts) of `frames[0]`.
+    base: u64,
+    /// The buffer's marks not yet reported, by end offset.
+    marks: &'a VecDeque<(u64, u64)>,
+}
+
+impl<'a> Unsent<'a> {
+    /// Each frame (without its NUL) with the mark pushed right after it, if
+    /// any: a handler tells by the mark what a frame was.
+    pub fn frames(&self) -> impl Iterator<Item = (&'a [u8], Option<u64>)> + '_ {
+        let mut end = self.base;
+        let mut marks = self.marks.iter().peekable();
+        let frames: &'a [u8] = self.frames;
+        frames.split_inclusive(|&b| b == 0).filter(|f| f.ends_with(&[0])).map(move |frame| {
+            end += frame.len() as u64;
+            while marks.next_if(|&&(at, _)| at < end).is_some() {}
+            let mark = marks.next_if(|&&(at, _)| at == end).map(|&(_, mark)| mark);
+            (&frame[..frame.len() - 1], mark)
+        })
+    }
+}
+
 /// Buffers larger than this are freed once empty, so one burst does not pin
 /// memory on an idle connection for ever.
 const KEEP_CAPACITY: usize = 64 * 1024;
@@ -76,6 +102,11 @@ impl OutBuffer {
         self.exempt_end = self.written;
     }
 
+    /// Bytes written to the socket so far: it moves when the peer reads.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Unwritten bytes.
     pub fn len(&self) -> usize {
         self.buf.len() - self.start
@@ -109,7 +140,7 @@ impl OutBuffer {
         } else if self.start > KEEP_CAPACITY {
             // A reader that always lags a little never empties the buffer:
             // drop the written frames so it does not keep everything sent.
-            // The frame being written stays whole for `unsent_frames`.
+            // The frame being written stays whole for `unsent`.
             if let Some(end) = self.buf[..self.start].iter().rposition(|&b| b == 0) {
                 self.buf.drain(..=end);
                 self.start -= end + 1;
@@ -119,10 +150,15 @@ impl OutBuffer {
     }
 
     /// The frames not yet written whole, from the start of the frame the
-    /// socket stopped in: what the peer never received.
-    pub fn unsent_frames(&self) -> &[u8] {
-        let begin = self.buf[..self.start].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1);
-        &self.buf[begin..]
+    /// socket stopped in (what the peer never received), with their marks.
+    pub fn unsent(&self) -> Unsent<'_> {
+        let begin = self.unsent_begin();
+        let base = self.written - (self.start - begin) as u64;
+        Unsent { frames: &self.buf[begin..], base, marks: &self.marks }
+    }
+
+    fn unsent_begin(&self) -> usize {
+        self.buf[..self.start].iter().rposition(|&b| b == 0).map_or(0, |i| i + 1)
     }
 
     /// Takes the next mark whose bytes have all been written.
@@ -158,7 +194,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(sent, b"hell");
-        assert_eq!(out.unsent_frames(), b"hello\0x\0");
+        let frames: Vec<(&[u8], Option<u64>)> = out.unsent().frames().collect();
+        assert_eq!(frames, [(&b"hello"[..], Some(7)), (&b"x"[..], None)]);
         assert_eq!(out.pop_done_mark(), None);
         out.flush(|b| {
             sent.extend_from_slice(b);
@@ -176,7 +213,7 @@ mod tests {
         out.push_frame(b"pending");
         out.push_mark(1);
         out.release_if_empty();
-        assert_eq!(out.unsent_frames(), b"pending\0");
+        assert_eq!(out.unsent().frames().collect::<Vec<_>>(), [(&b"pending"[..], Some(1))]);
         out.flush(|b| Ok(b.len())).unwrap();
         assert_eq!(out.pop_done_mark(), Some(1));
         assert!(out.buf.capacity() > 0);

@@ -11,6 +11,7 @@ use super::config::NetConfig;
 use super::frame::FrameDecoder;
 use super::handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
 use super::remote::{Remote, Task};
+use super::server::StopHandle;
 use super::sys::{self, Epoll};
 
 /// Token of the loop's wake-up eventfd; connection tokens never reach it.
@@ -18,6 +19,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// Most bytes read from one connection per turn, so one busy client cannot
 /// starve the others; the rest is read on the next turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// How long a loop with reads waiting sleeps while another loop is behind.
+const CONGESTED_WAIT_MS: i32 = 1;
 /// How often the sweep runs: idle connections closed, quiet ones' buffers
 /// freed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -32,8 +35,12 @@ struct Connection<S> {
     out: OutBuffer,
     /// The handler's state for this connection.
     session: S,
-    /// When bytes last arrived, for the idle timeout.
+    /// When bytes last arrived: a connection quiet for a sweep gives its
+    /// buffers back.
     last_active: Instant,
+    /// Since when pending output has waited without the socket taking any
+    /// of it, for the send timeout; None while nothing waits.
+    stalled_since: Option<Instant>,
     /// Set once the connection must close after flushing its output.
     closing: Option<CloseReason>,
     /// The handler asked not to be given more frames for now.
@@ -83,6 +90,8 @@ pub(super) struct EventLoop<H: Handler> {
     config: NetConfig,
     /// Open connections of the whole server, for `--max-conns`.
     live: Arc<AtomicUsize>,
+    /// Stops the whole server if this loop cannot go on.
+    stop: StopHandle,
     /// The connection table, indexed by the low half of a token.
     slots: Vec<Slot<H::Session>>,
     /// Free slot indices.
@@ -98,6 +107,18 @@ pub(super) struct EventLoop<H: Handler> {
     void: OutBuffer,
     /// The time at the start of this turn.
     now: Instant,
+}
+
+/// Stops the server when dropped during a panic.
+struct StopOnPanic(StopHandle);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            crate::error!("a worker loop panicked; stopping the server");
+            self.0.stop();
+        }
+    }
 }
 
 fn token_of(index: u32, generation: u32) -> u64 {
@@ -126,7 +147,8 @@ impl<H: Handler> EventLoop<H> {
         handler: Arc<H>,
         remote: Remote<H::Message>,
         config: NetConfig,
-        live: Arc<AtomicUsize>,
+        live: &Arc<AtomicUsize>,
+        stop: &StopHandle,
     ) -> std::io::Result<EventLoop<H>> {
         let epoll = Epoll::new()?;
         epoll.add(remote.inbox(index).wake.raw(), sys::READ_EVENTS, WAKE_TOKEN)?;
@@ -136,7 +158,8 @@ impl<H: Handler> EventLoop<H> {
             handler,
             remote,
             config,
-            live,
+            live: Arc::clone(live),
+            stop: stop.clone(),
             slots: Vec::new(),
             free: Vec::new(),
             dirty: Vec::new(),
@@ -150,19 +173,33 @@ impl<H: Handler> EventLoop<H> {
     /// Runs until a `Shutdown` task arrives.
     pub(super) fn run(mut self) {
         super::remote::set_current_worker(self.index);
+        // A loop that dies leaves its connections and inbox unserved (and
+        // the others stopped once its inbox passes the mark): stop it all.
+        let _stop_on_panic = StopOnPanic(self.stop.clone());
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut tasks = Vec::new();
         let mut last_sweep = Instant::now();
         loop {
             // Do not sleep while work is waiting: reads cut short by the budget,
             // or tasks this loop posted to itself (those send no wake-up).
+            // While a loop is behind, nobody reads: what the clients send
+            // waits in TCP, and this loop looks again shortly.
+            let congested = self.remote.congested();
             let pending = !self.unread.is_empty() || self.remote.inbox(self.index).has_tasks();
-            let timeout = if pending { 0 } else { SWEEP_EVERY.as_millis() as i32 };
+            let timeout = match (pending, congested) {
+                (true, true) => CONGESTED_WAIT_MS,
+                (true, false) => 0,
+                (false, _) => SWEEP_EVERY.as_millis() as i32,
+            };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
-                    crate::error!("worker {}: epoll_wait failed: {e}", self.index);
-                    continue;
+                    // Not EINTR (retried): the epoll set itself is broken and
+                    // waiting again would fail the same way at once.
+                    crate::error!("worker {}: epoll_wait failed: {e}; stopping the server", self.index);
+                    self.stop.stop();
+                    self.shutdown();
+                    return;
                 }
             };
             self.now = Instant::now();
@@ -174,14 +211,23 @@ impl<H: Handler> EventLoop<H> {
                 }
                 let hangup = flags & (libc::EPOLLERR | libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0;
                 if hangup || flags & libc::EPOLLIN as u32 != 0 {
-                    self.read(token, hangup);
+                    if congested {
+                        self.defer_read(token, hangup);
+                    } else {
+                        self.read(token, hangup);
+                    }
                 }
                 if flags & libc::EPOLLOUT as u32 != 0 {
                     self.mark_dirty(token);
                 }
             }
-            for token in std::mem::take(&mut self.unread) {
-                self.read(token, false);
+            if !congested {
+                // Deferred reads may name a connection more than once.
+                self.unread.sort_unstable();
+                self.unread.dedup();
+                for token in std::mem::take(&mut self.unread) {
+                    self.read(token, false);
+                }
             }
             self.remote.inbox(self.index).take(&mut tasks);
             let mut stop = false;
@@ -232,6 +278,7 @@ impl<H: Handler> EventLoop<H> {
             out: OutBuffer::default(),
             session,
             last_active: self.now,
+            stalled_since: None,
             closing: None,
             paused: false,
             hung_up: false,
@@ -300,6 +347,15 @@ impl<H: Handler> EventLoop<H> {
         match end {
             Some(reason) => self.close(token, reason),
             None => self.mark_dirty(token),
+        }
+    }
+
+    /// Notes that `token` has something to read, to be read once no loop is
+    /// congested; an edge-triggered event does not come again.
+    fn defer_read(&mut self, token: u64, hangup: bool) {
+        if let Some(conn) = find(&mut self.slots, token) {
+            conn.hung_up |= hangup;
+            self.unread.push(token);
         }
     }
 
@@ -384,7 +440,9 @@ impl<H: Handler> EventLoop<H> {
     fn flush(&mut self, token: u64) {
         let handler = &*self.handler;
         let max_output = self.config.max_output;
+        let now = self.now;
         let Some(conn) = find(&mut self.slots, token) else { return };
+        let written_before = conn.out.written();
         let result = loop {
             let fd = conn.fd.as_fd();
             if let Err(e) = conn.out.flush(|bytes| sys::write(fd, bytes)) {
@@ -403,6 +461,11 @@ impl<H: Handler> EventLoop<H> {
             if conn.out.len() == before {
                 break None;
             }
+        };
+        conn.stalled_since = match conn.stalled_since {
+            _ if conn.out.is_empty() => None,
+            Some(_) if conn.out.written() != written_before => Some(now),
+            stalled => stalled.or(Some(now)),
         };
         let reason = result.or_else(|| {
             if conn.out.capped_len() > max_output {
@@ -425,33 +488,42 @@ impl<H: Handler> EventLoop<H> {
         let index = index_of(token);
         let Some(mut conn) = self.slots[index].conn.take() else { return };
         self.live.fetch_sub(1, Ordering::Relaxed);
+        // Marks written out but not yet reported (a write failed after a
+        // partial one, or a flush at shutdown): reported first, so that
+        // `closed` sees only what truly did not go.
+        while let Some(mark) = conn.out.pop_done_mark() {
+            let mut no_release = false;
+            let (session, mut outbox) = conn.parts(&mut no_release);
+            self.handler.written(session, mark, &mut outbox);
+        }
         drop(conn.fd);
         let pending = Pending { inbox: self.remote.inbox(self.index), token };
-        match self.handler.closed(&mut conn.session, reason, conn.out.unsent_frames(), pending) {
+        match self.handler.closed(&mut conn.session, reason, conn.out.unsent(), pending) {
             AfterClose::Drain if reason != CloseReason::Shutdown => self.slots[index].draining = Some(conn.session),
             _ => self.free_slot(index),
         }
     }
 
-    /// Once a second: closes the connections silent past the idle timeout,
-    /// and frees the buffers of those that sent nothing since the last sweep
-    /// (see `OutBuffer::release_if_empty`).
+    /// Once a second: closes the connections whose output has been stuck
+    /// past the send timeout, and frees the buffers of those that sent
+    /// nothing since the last sweep (see `OutBuffer::release_if_empty`).
+    /// Quiet connections stay: the kernel's keepalive probes find the dead
+    /// ones (`sys::set_dead_peer`), and a socket error closes them.
     fn sweep(&mut self) {
-        let timeout = self.config.idle_timeout;
+        let send_timeout = self.config.send_timeout;
         let now = self.now;
-        let mut idle = Vec::new();
+        let mut stuck = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(conn) = slot.conn.as_mut() else { continue };
-            let quiet = now.duration_since(conn.last_active);
-            if quiet >= timeout {
-                idle.push(token_of(i as u32, slot.generation));
-            } else if quiet >= SWEEP_EVERY && !conn.dirty {
+            if conn.stalled_since.is_some_and(|since| now.duration_since(since) >= send_timeout) {
+                stuck.push(token_of(i as u32, slot.generation));
+            } else if now.duration_since(conn.last_active) >= SWEEP_EVERY && !conn.dirty {
                 conn.out.release_if_empty();
                 conn.decoder.release_if_empty();
             }
         }
-        for token in idle {
-            self.close(token, CloseReason::Idle);
+        for token in stuck {
+            self.close(token, CloseReason::SendTimeout);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The interface between the reactor and whatever it serves.
 
 use super::buffer::OutBuffer;
+pub use super::buffer::Unsent;
 use super::remote::Inbox;
 
 /// Names one connection for the life of the process: its worker and a slot
@@ -20,8 +21,8 @@ pub enum CloseReason {
     PeerClosed,
     /// A socket error, such as a reset.
     Error,
-    /// No bytes arrived for the idle timeout.
-    Idle,
+    /// Its pending output made no progress for the send timeout.
+    SendTimeout,
     /// A frame went over `--max-frame`.
     TooLarge,
     /// The handler asked to close.
@@ -150,8 +151,9 @@ pub trait Handler: Send + Sync + 'static {
     fn undeliverable(&self, msg: Self::Message);
     /// Everything up to a [`Outbox::send_marked`] frame has been written.
     fn written(&self, session: &mut Self::Session, mark: u64, out: &mut Outbox<'_>);
-    /// The connection is closed (its socket is gone). `unsent` holds the
-    /// NUL-terminated frames the peer never received whole; `pending` hands
+    /// The connection is closed (its socket is gone); every mark written
+    /// out was reported before. `unsent` holds the frames the peer never
+    /// received whole, with their marks; `pending` hands
     /// over the messages still queued for it (take them once nothing new
     /// can be sent to it). Unless the handler asks to drain, this is the
     /// last call for the session.
@@ -159,7 +161,7 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         session: &mut Self::Session,
         reason: CloseReason,
-        unsent: &[u8],
+        unsent: Unsent<'_>,
         pending: Pending<'_, Self::Message>,
     ) -> AfterClose;
 }

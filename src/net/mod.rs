@@ -15,7 +15,7 @@ pub(crate) mod sys;
 pub use config::NetConfig;
 pub use error::NetError;
 pub use frame::{FrameDecoder, TooLarge};
-pub use handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
+pub use handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
 pub use remote::{Remote, Wake};
 pub use server::{Server, StopHandle};
 pub use sys::raise_nofile_limit;

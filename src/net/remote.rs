@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -27,11 +27,19 @@ pub(super) enum Task<M> {
 pub(super) struct Inbox<M> {
     /// Tasks not yet taken by the loop.
     tasks: Mutex<Vec<Task<M>>>,
+    /// `tasks.len()` as last seen, read without the lock by the loops that
+    /// check for [`INBOX_HIGH_WATER`].
+    queued: AtomicUsize,
     /// True while a wake-up is pending, so a burst of posts costs one write.
     notified: AtomicBool,
     /// Makes the loop's `epoll_wait` return.
     pub(super) wake: EventFd,
 }
+
+/// Tasks waiting in one inbox past which every loop stops reading from its
+/// sockets until that loop catches up (clients then wait in TCP), so a slow
+/// loop cannot make the others queue without bound.
+const INBOX_HIGH_WATER: usize = 64 * 1024;
 
 thread_local! {
     /// Index of the loop running on this thread, if any: a loop posting to
@@ -71,7 +79,12 @@ impl<M: Send + 'static> Remote<M> {
     pub fn new(workers: usize) -> std::io::Result<Remote<M>> {
         let inboxes = (0..workers.max(1))
             .map(|_| {
-                Ok(Inbox { tasks: Mutex::new(Vec::new()), notified: AtomicBool::new(false), wake: EventFd::new()? })
+                Ok(Inbox {
+                    tasks: Mutex::new(Vec::new()),
+                    queued: AtomicUsize::new(0),
+                    notified: AtomicBool::new(false),
+                    wake: EventFd::new()?,
+                })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Remote { inboxes: inboxes.into() })
@@ -92,7 +105,7 @@ impl<M: Send + 'static> Remote<M> {
     /// the syscall; it must call [`Remote::wake`] with the result after.
     pub fn queue(&self, to: ConnId, msg: M) -> Wake {
         let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
-        inbox.tasks.lock().push(Task::Deliver(to.token, msg));
+        inbox.push(Task::Deliver(to.token, msg));
         Wake(Some(to.worker))
     }
 
@@ -120,7 +133,7 @@ impl<M: Send + 'static> Remote<M> {
 
     pub(super) fn post(&self, worker: usize, task: Task<M>) {
         let Some(inbox) = self.inboxes.get(worker) else { return };
-        inbox.tasks.lock().push(task);
+        inbox.push(task);
         self.notify(worker);
     }
 
@@ -137,9 +150,20 @@ impl<M: Send + 'static> Remote<M> {
     pub(super) fn inbox(&self, worker: usize) -> &Inbox<M> {
         &self.inboxes[worker]
     }
+
+    /// Whether some loop has more tasks waiting than its high-water mark.
+    pub(super) fn congested(&self) -> bool {
+        self.inboxes.iter().any(|inbox| inbox.queued.load(Ordering::Relaxed) >= INBOX_HIGH_WATER)
+    }
 }
 
 impl<M> Inbox<M> {
+    fn push(&self, task: Task<M>) {
+        let mut tasks = self.tasks.lock();
+        tasks.push(task);
+        self.queued.store(tasks.len(), Ordering::Relaxed);
+    }
+
     /// Whether tasks are waiting.
     pub(super) fn has_tasks(&self) -> bool {
         !self.tasks.lock().is_empty()
@@ -157,12 +181,15 @@ impl<M> Inbox<M> {
             }
         }
         *tasks = kept;
+        self.queued.store(tasks.len(), Ordering::Relaxed);
         taken
     }
 
     /// Moves every pending task into `into` (kept by the loop for reuse).
     pub(super) fn take(&self, into: &mut Vec<Task<M>>) {
         self.notified.store(false, Ordering::Release);
-        std::mem::swap(&mut *self.tasks.lock(), into);
+        let mut tasks = self.tasks.lock();
+        std::mem::swap(&mut *tasks, into);
+        self.queued.store(0, Ordering::Relaxed);
     }
 }

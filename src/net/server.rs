@@ -24,6 +24,9 @@ static ACCEPT_FAILED: Every = Every::new(Duration::from_secs(10));
 
 const LISTEN_TOKEN: u64 = 0;
 const STOP_TOKEN: u64 = 1;
+/// Output the kernel may hold unsent per connection: enough to keep a
+/// fast reader's link busy between two turns of its loop.
+const KERNEL_UNSENT: usize = 128 * 1024;
 
 /// Asks a running server to stop; safe to trigger from any thread.
 #[derive(Clone)]
@@ -72,13 +75,25 @@ impl Server {
     ) -> Result<(), NetError> {
         let live = Arc::new(AtomicUsize::new(0));
         let mut workers = Vec::new();
+        let mut result = Ok(());
         for index in 0..remote.workers() {
-            let event_loop =
-                EventLoop::new(index, Arc::clone(&handler), remote.clone(), self.config.clone(), Arc::clone(&live))?;
-            let spawned = thread::Builder::new().name(format!("worker-{index}")).spawn(move || event_loop.run());
-            workers.push(spawned?);
+            let started =
+                EventLoop::new(index, Arc::clone(&handler), remote.clone(), self.config.clone(), &live, &stop)
+                    .and_then(|event_loop| {
+                        thread::Builder::new().name(format!("worker-{index}")).spawn(move || event_loop.run())
+                    });
+            match started {
+                Ok(worker) => workers.push(worker),
+                Err(e) => {
+                    // The loops already running are stopped below.
+                    result = Err(e.into());
+                    break;
+                }
+            }
         }
-        let result = self.accept_until_stopped(&remote, &live, &stop);
+        if result.is_ok() {
+            result = self.accept_until_stopped(&remote, &live, &stop);
+        }
         for index in 0..remote.workers() {
             remote.post(index, Task::Shutdown);
         }
@@ -139,6 +154,12 @@ impl Server {
                 }
                 if let Err(e) = sys::set_nodelay(fd.as_fd()) {
                     crate::warn!("cannot set TCP_NODELAY: {e}");
+                }
+                if let Err(e) = sys::set_dead_peer(fd.as_fd(), self.config.dead_peer()) {
+                    crate::warn!("cannot set TCP keepalive: {e}");
+                }
+                if let Err(e) = sys::limit_unsent(fd.as_fd(), KERNEL_UNSENT) {
+                    crate::warn!("cannot set TCP_NOTSENT_LOWAT: {e}");
                 }
                 live.fetch_add(1, Ordering::Relaxed);
                 remote.post(next, Task::Accept(fd));

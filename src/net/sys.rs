@@ -114,17 +114,60 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     owned(fd as libc::c_int)
 }
 
-/// Turns off Nagle's algorithm: chat messages are small and must leave at
-/// once (the original C++ server's 40 ms stalls came from leaving it on).
-pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let on: libc::c_int = 1;
+/// Sets one integer socket option.
+fn set_int_option(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     let raw = fd.as_raw_fd();
     // SAFETY: passes a pointer to a live c_int and its exact size.
-    retry(|| unsafe {
-        libc::setsockopt(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), len) as isize
-    })
-    .map(drop)
+    retry(|| unsafe { libc::setsockopt(raw, level, name, (&value as *const libc::c_int).cast(), len) as isize })
+        .map(drop)
+}
+
+/// Turns off Nagle's algorithm: chat messages are small and must leave at
+/// once (the original C++ server's 40 ms stalls came from leaving it on).
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// Lets the kernel keep at most `bytes` of this socket's output not yet
+/// sent (past that the socket is not writable): the rest waits in the
+/// connection's own buffer, where a stalled reader is seen (the send
+/// timeout) and what it never got can be stored for its user.
+pub fn limit_unsent(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, bytes.min(i32::MAX as usize) as libc::c_int)
+}
+
+/// How the kernel finds out that a peer's host is gone.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadPeer {
+    /// Quiet time (nothing received) before the first keepalive probe.
+    pub idle: std::time::Duration,
+    /// Time between unanswered probes.
+    pub interval: std::time::Duration,
+    /// Unanswered probes after which the connection fails.
+    pub probes: u32,
+}
+
+impl DeadPeer {
+    /// How long after the last sign of life the peer is declared dead.
+    pub fn limit(&self) -> std::time::Duration {
+        self.idle + self.interval * self.probes
+    }
+}
+
+/// Probes a quiet peer with TCP keepalives, and bounds how long sent data
+/// may stay unacknowledged (`TCP_USER_TIMEOUT`, as keepalives are not sent
+/// while data is in flight): a dead host makes the socket fail with
+/// ETIMEDOUT, a live but silent one answers the probes and stays.
+pub fn set_dead_peer(fd: BorrowedFd<'_>, dead: DeadPeer) -> io::Result<()> {
+    // Linux refuses keepalive times over 32767 s.
+    let secs = |d: std::time::Duration| d.as_secs().clamp(1, 32767) as libc::c_int;
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(dead.idle))?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(dead.interval))?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, dead.probes.clamp(1, 127) as libc::c_int)?;
+    let millis = dead.limit().as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, millis)
 }
 
 /// Reads what the socket has, up to `buf.len()` bytes.

@@ -19,10 +19,10 @@ use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
 use super::request::{Request, Secret};
 use super::router;
-use super::session::{Early, Job, Mark, Session, State, User};
+use super::session::{Early, Handed, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
-use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
+use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
 use crate::stats;
 
 /// Requests one connection may have waiting behind a running job, and their
@@ -38,6 +38,9 @@ const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// thread before more are refused with errno 501: about two seconds of
 /// hashing on this machine's two threads.
 const MAX_WAITING_HASHES: usize = 64;
+/// The ERROR (errno 104) sent before a connection is closed for too many
+/// failed logins in a row.
+pub const TOO_MANY_FAILURES: &str = "too many failed logins on this connection; it is closed";
 
 /// The service; cheap to share between the loops.
 pub struct ChatService {
@@ -65,24 +68,29 @@ impl ChatService {
                 return;
             }
             (Some(me), Request::OneChat { toid, msg }) if cmd::one_chat_live(ctx, me, *toid, msg) => return,
+            (Some(me), Request::GroupChat { groupid, msg }) if cmd::group_chat_live(ctx, me, *groupid, msg) => return,
             (None, Request::Login { id, .. }) => login = Some(Early { id: *id, deliveries: Vec::new() }),
             _ => {}
         }
         let hashes = matches!(request, Request::Login { secret: Secret::Password(_), .. } | Request::Register { .. });
+        if !hashes && self.jobs_overloaded() {
+            out.send(cmd::refusal(&request, Errno::Busy).as_bytes());
+            return;
+        }
         let form = cmd::ReplyForm::of(&request);
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
         let job = move || {
             // Done must come back whatever happens, or the session stays busy.
             let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
-                .unwrap_or_else(|_| Outcome::reply(form.refuse(Errno::Storage)));
+                .unwrap_or_else(|_| Outcome::reply(form.refusal(Errno::Storage)));
             job_ctx.remote.send(caller.conn, Message::Done(outcome));
         };
         if hashes {
             // Password checks wait on their own pool, never in front of the
             // jobs chat needs; past the bound the client is told to retry.
             if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
-                out.send(form.refuse(Errno::Busy).as_bytes());
+                out.send(form.refusal(Errno::Busy).as_bytes());
                 return;
             }
         } else {
@@ -91,21 +99,33 @@ impl ChatService {
         session.state = State::Busy(Job { login, ..Job::default() });
     }
 
+    /// Whether the request must be refused (errno 501) because the job
+    /// threads have more waiting than their high-water mark: MySQL is not
+    /// keeping up, and queueing more would only grow memory.
+    fn jobs_overloaded(&self) -> bool {
+        self.ctx.jobs.waiting() >= JOBS_WAITING_PER_THREAD * self.ctx.jobs.threads()
+    }
+
     /// Busy -> Idle: applies a finished job to its open session and runs
     /// what waited for it (which may make it Busy again).
     fn finish(&self, session: &mut Session, job: Job, outcome: Outcome, out: &mut Outbox<'_>) {
         let early = job.login.map(|e| e.deliveries).unwrap_or_default();
         let mut replies = outcome.replies.into_iter();
         match outcome.change {
-            Some(SessionChange::LoggedIn { user, offline_upto }) => {
+            Some(SessionChange::LoggedIn { user, offline_upto, more_stored }) => {
                 if let Some(ack) = replies.next() {
                     match offline_upto {
                         Some(upto) => {
-                            session.pending_delete.push_back((user.id, upto));
+                            session.pending_delete.push_back(Handed { user: user.id, upto, own_frame: false });
                             out.send_marked(ack.as_bytes(), Mark::LoginAck as u64);
                         }
                         None => out.send(ack.as_bytes()),
                     }
+                }
+                // Ahead of anything live: they were sent before it.
+                for (upto, frame) in more_stored {
+                    session.pending_delete.push_back(Handed { user: user.id, upto, own_frame: true });
+                    out.send_marked(frame.as_bytes(), Mark::Stored as u64);
                 }
                 for delivery in early {
                     if delivery.to == user.id {
@@ -115,6 +135,9 @@ impl ChatService {
                     }
                 }
                 session.user = Some(user);
+                // The limit is on guessing in a row, not on a connection's
+                // lifetime of typos across users.
+                session.failed_logins = 0;
             }
             change => {
                 // The login did not happen (or this was no login): what came
@@ -134,6 +157,8 @@ impl ChatService {
         let then_close = job.then_close;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
             events::failed_logins(session.user.as_ref().map(|u| u.id), session.failed_logins);
+            // Said before closing, so the client can tell its user why.
+            out.send(protocol::error_with(Errno::RateLimited, TOO_MANY_FAILURES).as_bytes());
             out.close();
             self.run_leftover(session.conn, session.user.clone(), queued);
             return;
@@ -326,28 +351,35 @@ impl Handler for ChatService {
             written_out(session.tracked.pop_front());
             return;
         }
-        let Some((user, upto)) = session.pending_delete.pop_front() else { return };
-        let ctx = Arc::clone(&self.ctx);
-        self.ctx.jobs.spawn(move || {
-            if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
-                // They stay stored and come again at the next login.
-                crate::warn!("stored messages of user {user} not deleted: {e}");
-            }
-        });
+        let Some(handed) = session.pending_delete.pop_front() else { return };
+        if !handed.own_frame {
+            return self.delete_stored(handed.user, handed.upto);
+        }
+        let count = session.written_stored.map_or(0, |(_, _, n)| n) + 1;
+        let more = session.pending_delete.front().is_some_and(|next| next.own_frame && next.user == handed.user);
+        if more && count < DELETE_BATCH {
+            session.written_stored = Some((handed.user, handed.upto, count));
+        } else {
+            session.written_stored = None;
+            self.delete_stored(handed.user, handed.upto);
+        }
     }
 
     fn closed(
         &self,
         session: &mut Session,
         reason: CloseReason,
-        unsent: &[u8],
+        unsent: Unsent<'_>,
         pending: Pending<'_, Message>,
     ) -> AfterClose {
         let conn = session.conn;
         stats::CONNECTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         events::closed(session.user.as_ref().map(|u| u.id), reason);
+        if let Some((user, upto, _)) = session.written_stored.take() {
+            self.delete_stored(user, upto);
+        }
         let mut undelivered = match &session.user {
-            Some(me) => undelivered_chats(me.id, unsent),
+            Some(me) => undelivered_chats(me.id, &unsent),
             None => Vec::new(),
         };
         // Bus messages among the unsent frames: acknowledged once stored.
@@ -410,7 +442,26 @@ impl Handler for ChatService {
     }
 }
 
+/// Jobs waiting per job thread (per MySQL connection) past which a request
+/// that needs one is refused (501): 2,048 with the default pool of 8.
+const JOBS_WAITING_PER_THREAD: usize = 256;
+
+/// Stored messages written out in frames of their own are deleted this
+/// many at a time (and at a close), not one statement each.
+const DELETE_BATCH: u32 = 256;
+
 impl ChatService {
+    /// Deletes `user`'s stored messages up to `upto`, now written out.
+    fn delete_stored(&self, user: i32, upto: i64) {
+        let ctx = Arc::clone(&self.ctx);
+        self.ctx.jobs.spawn(move || {
+            if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
+                // They stay stored and come again at the next login.
+                crate::warn!("stored messages of user {user} not deleted: {e}");
+            }
+        });
+    }
+
     /// Sorts the messages still queued for a closed connection: chat to
     /// keep (or, for a login in flight, to hold for that user), and the
     /// running job's result.
@@ -465,11 +516,14 @@ fn written_out(tag: Option<Tag>) {
     }
 }
 
-/// The chat messages for `user` among frames the peer never received.
-fn undelivered_chats(user: i32, unsent: &[u8]) -> Vec<Delivery> {
+/// The chat messages for `user` among frames the peer never received, but
+/// for stored messages sent after a LOGIN_ACK ([`Mark::Stored`]): those are
+/// still in the store.
+fn undelivered_chats(user: i32, unsent: &Unsent<'_>) -> Vec<Delivery> {
     unsent
-        .split(|&b| b == 0)
-        .filter_map(|frame| {
+        .frames()
+        .filter(|&(_, mark)| mark != Some(Mark::Stored as u64))
+        .filter_map(|(frame, _)| {
             let value: serde_json::Value = serde_json::from_slice(frame).ok()?;
             let id = value.get("msgid")?.as_i64()?;
             let text = std::str::from_utf8(frame).ok()?;

@@ -8,6 +8,7 @@ use super::cmd::LeaveQueue;
 use super::jobs::Jobs;
 use super::lanes::Lanes;
 use super::limits::{Limits, LoginThrottle};
+use super::members::Members;
 use super::message::Message;
 use super::password;
 use super::registry::Registry;
@@ -46,6 +47,8 @@ pub struct Ctx {
     pub leave_queue: LeaveQueue,
     /// Flood and login limits.
     pub limits: Limits,
+    /// Groups' members, so GROUP_CHAT seldom asks MySQL.
+    pub members: Members,
     /// Back-off for ids with failed logins.
     pub throttle: LoginThrottle,
     /// A hash checked when a login names no user, so a wrong id costs the
@@ -80,6 +83,7 @@ impl Ctx {
             leave_queue: LeaveQueue::new(parts.lanes.count()),
             lanes: parts.lanes,
             limits: parts.limits,
+            members: Members::default(),
             throttle: LoginThrottle::default(),
             dummy_hash: password::hash("no such user").unwrap_or_default(),
         })

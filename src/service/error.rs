@@ -12,6 +12,9 @@ pub enum ServiceError {
     Hash,
     /// The server is shutting down and no longer stores messages.
     Stopping,
+    /// Too much work waits (a lane past its high-water mark): answered
+    /// with errno 501, not carried out.
+    Busy,
 }
 
 impl fmt::Display for ServiceError {
@@ -20,6 +23,7 @@ impl fmt::Display for ServiceError {
             ServiceError::Db(e) => write!(f, "{e}"),
             ServiceError::Hash => write!(f, "password hashing failed"),
             ServiceError::Stopping => write!(f, "the server is shutting down"),
+            ServiceError::Busy => write!(f, "too much work waiting"),
         }
     }
 }

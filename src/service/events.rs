@@ -1,4 +1,5 @@
-//! Log lines for what clients do to the server: cut off, over their rate,
+//! Log lines for what clients do to the server: cut off (too large, not
+//! reading, stuck past the send timeout), over their rate,
 //! failing logins. An attacker can cause these at will, so each kind gets
 //! one line per period at most, with a count of the ones left out.
 
@@ -12,7 +13,7 @@ use crate::stats;
 const PERIOD: Duration = Duration::from_secs(10);
 
 static TOO_LARGE: Every = Every::new(PERIOD);
-static IDLE: Every = Every::new(PERIOD);
+static SEND_TIMEOUT: Every = Every::new(PERIOD);
 static NOT_READING: Every = Every::new(PERIOD);
 static RATE: Every = Every::new(PERIOD);
 static FAILED_LOGINS: Every = Every::new(PERIOD);
@@ -28,7 +29,7 @@ fn who(user: Option<i32>) -> String {
 pub fn closed(user: Option<i32>, reason: CloseReason) {
     let (every, why) = match reason {
         CloseReason::TooLarge => (&TOO_LARGE, "sent a message over --max-frame"),
-        CloseReason::Idle => (&IDLE, "was silent past --idle-timeout"),
+        CloseReason::SendTimeout => (&SEND_TIMEOUT, "took no output for --send-timeout"),
         CloseReason::OutputOverflow => (&NOT_READING, "stopped reading (its pending output passed the cap)"),
         _ => return,
     };

@@ -26,6 +26,8 @@ pub struct Jobs {
     queue: Arc<Queue>,
     /// Joined on shutdown.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// How many threads there are, for high-water marks that scale with it.
+    count: usize,
 }
 
 /// How a pool's threads are scheduled against the event loops.
@@ -53,7 +55,7 @@ impl Jobs {
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Jobs { queue, threads: Mutex::new(handles) })
+        Ok(Jobs { queue, count: handles.len(), threads: Mutex::new(handles) })
     }
 
     /// Queues `job`; jobs start in the order they were queued.
@@ -72,6 +74,16 @@ impl Jobs {
         drop(state);
         self.queue.ready.notify_one();
         true
+    }
+
+    /// The number of threads.
+    pub fn threads(&self) -> usize {
+        self.count
+    }
+
+    /// Jobs queued and not yet started.
+    pub fn waiting(&self) -> usize {
+        self.queue.state.lock().0.len()
     }
 
     /// Runs what is queued, then stops and joins the threads.

@@ -52,6 +52,11 @@ impl Lanes {
         });
     }
 
+    /// Jobs waiting on lane `lane`.
+    pub fn waiting(&self, lane: usize) -> usize {
+        self.lanes.get(lane).map_or(0, Jobs::waiting)
+    }
+
     /// Runs `job` on lane `lane` and waits for its result; inline when this
     /// thread is that lane already. None if the lane is shut down.
     pub fn run<T: Send + 'static>(&self, lane: usize, job: impl FnOnce() -> T + Send + 'static) -> Option<T> {

@@ -15,11 +15,14 @@ pub struct Limits {
     pub burst: f64,
     /// Failed logins on one connection before it is closed.
     pub max_login_failures: u32,
+    /// Messages one user's offline store holds; past it a sender gets
+    /// errno 106 (`--max-stored`).
+    pub max_stored: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { rate: 200.0, burst: 400.0, max_login_failures: 5 }
+        Limits { rate: 200.0, burst: 400.0, max_login_failures: 5, max_stored: 10_000 }
     }
 }
 
@@ -67,9 +70,11 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// Whether a login for `id` may be checked now.
-    pub fn allows(&self, id: i32, now: Instant) -> bool {
-        self.failures.lock().get(&id).is_none_or(|&(_, until)| until <= now)
+    /// How long logins for `id` are still refused unchecked; None when one
+    /// may be checked now.
+    pub fn held_back(&self, id: i32, now: Instant) -> Option<Duration> {
+        let until = self.failures.lock().get(&id).map(|&(_, until)| until)?;
+        Some(until.saturating_duration_since(now)).filter(|left| !left.is_zero())
     }
 
     pub fn failed(&self, id: i32, now: Instant) {
@@ -101,7 +106,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_the_burst_then_the_rate() {
-        let limits = Limits { rate: 10.0, burst: 5.0, max_login_failures: 5 };
+        let limits = Limits { rate: 10.0, burst: 5.0, ..Limits::default() };
         let start = Instant::now();
         let mut bucket = Bucket::new(&limits);
         assert_eq!((0..8).filter(|_| bucket.take(&limits, start)).count(), 5);
@@ -115,13 +120,15 @@ mod tests {
         let now = Instant::now();
         for _ in 0..FREE_FAILURES - 1 {
             t.failed(7, now);
-            assert!(t.allows(7, now));
+            assert_eq!(t.held_back(7, now), None);
         }
         t.failed(7, now);
-        assert!(!t.allows(7, now));
-        assert!(t.allows(8, now));
-        assert!(t.allows(7, now + Duration::from_secs(2)));
+        assert_eq!(t.held_back(7, now), Some(Duration::from_secs(1)));
+        assert_eq!(t.held_back(8, now), None);
+        assert_eq!(t.held_back(7, now + Duration::from_secs(2)), None);
+        t.failed(7, now);
+        assert_eq!(t.held_back(7, now), Some(Duration::from_secs(2)));
         t.succeeded(7);
-        assert!(t.allows(7, now));
+        assert_eq!(t.held_back(7, now), None);
     }
 }

@@ -12,6 +12,7 @@ mod heartbeat;
 mod jobs;
 mod lanes;
 mod limits;
+mod members;
 mod message;
 pub mod password;
 pub mod protocol;

@@ -21,6 +21,8 @@ pub enum Errno {
     RateLimited = 104,
     /// This session was replaced by a login elsewhere (then closed).
     Replaced = 105,
+    /// The receiver's offline store is full: the message was not stored.
+    StoreFull = 106,
     NoSuchUser = 200,
     NoSuchGroup = 201,
     NotMember = 202,
@@ -46,6 +48,7 @@ impl Errno {
             Errno::TooLarge => "message too large",
             Errno::RateLimited => "too many messages",
             Errno::Replaced => "this session was replaced by a login elsewhere",
+            Errno::StoreFull => "the receiver's offline store is full: this message was not stored",
             Errno::NoSuchUser => "no such user",
             Errno::NoSuchGroup => "no such group",
             Errno::NotMember => "not a member of that group",

@@ -11,6 +11,7 @@ use super::error::ServiceError;
 use super::message::{Delivery, Message};
 use super::registry::Found;
 use crate::bus::{Incoming, Outgoing, Sink, Tag};
+use crate::db::DbError;
 use crate::model::{offline_message, online, user};
 use crate::net::Wake;
 
@@ -24,11 +25,40 @@ pub fn route(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceErr
     store(ctx, missed)
 }
 
+/// Receivers whose offline store was full (`--max-stored`): the message
+/// was not kept for them, and its sender is told (errno 106).
+#[derive(Debug, Default)]
+pub struct Full(pub Vec<i32>);
+
+/// [`route`] for a sender's new message: what must be stored is refused
+/// for receivers whose store is full.
+pub fn route_new(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<Full, ServiceError> {
+    let missed = send_where_online(ctx, deliveries);
+    if missed.is_empty() {
+        return Ok(Full::default());
+    }
+    store_new(ctx, missed)
+}
+
 /// Delivers to users online here, hands to the bus those known to be on
 /// another server, and returns the rest that must be kept. A delivery that
 /// came over the bus is not sent on by what this server believes: it goes
 /// to the store, which asks MySQL where its user really is.
 pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    send_where_online_by(ctx, deliveries, |out| ctx.bus.send(out))
+}
+
+/// [`send_where_online`] from an event loop: what goes over the bus is
+/// written at the end of the loop's turn, never waiting for Redis.
+pub fn send_from_loop(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    send_where_online_by(ctx, deliveries, |out| ctx.bus.queue(out))
+}
+
+fn send_where_online_by(
+    ctx: &Ctx,
+    deliveries: Vec<Delivery>,
+    bus: impl FnOnce(Vec<Outgoing>) -> Vec<Outgoing>,
+) -> Vec<Delivery> {
     let mut elsewhere: Vec<Outgoing> = Vec::new();
     let mut missed = Vec::new();
     let mut wakes = Vec::new();
@@ -45,23 +75,45 @@ pub fn send_where_online(ctx: &Ctx, deliveries: Vec<Delivery>) -> Vec<Delivery> 
     }
     ctx.remote.wake_all(wakes);
     if !elsewhere.is_empty() {
-        missed.extend(ctx.bus.send(elsewhere).into_iter().filter(|m| m.keep).map(Delivery::from));
+        missed.extend(bus(elsewhere).into_iter().filter(|m| m.keep).map(Delivery::from));
     }
     missed
 }
 
 /// Stores deliveries for users found offline, each on its receiver's lane
-/// (behind anything re-routed to them earlier), and waits for all.
+/// (behind anything re-routed to them earlier), and waits for all. These
+/// were accepted already (re-routed, given back by the bus): the store's
+/// cap does not apply to them.
 pub fn store(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+    store_on_lanes(ctx, deliveries, None).map(drop)
+}
+
+/// [`store`] for a sender's new messages, refused for full stores.
+pub fn store_new(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) -> Result<Full, ServiceError> {
+    store_on_lanes(ctx, deliveries, Some(ctx.limits.max_stored))
+}
+
+/// Jobs waiting on one lane past which a sender's new message is refused
+/// (errno 501) instead of queued: MySQL is not keeping up.
+const LANE_HIGH_WATER: usize = 4096;
+
+fn store_on_lanes(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>, cap: Option<u64>) -> Result<Full, ServiceError> {
     let mut by_lane: BTreeMap<usize, Vec<Delivery>> = BTreeMap::new();
     for delivery in deliveries {
         by_lane.entry(ctx.lanes.of(delivery.to)).or_default().push(delivery);
     }
-    let mut result = Ok(());
+    if cap.is_some() && by_lane.keys().any(|&lane| ctx.lanes.waiting(lane) >= LANE_HIGH_WATER) {
+        return Err(ServiceError::Busy);
+    }
+    let mut result = Ok(Full::default());
     for (lane, batch) in by_lane {
         let lane_ctx = Arc::clone(ctx);
-        match ctx.lanes.run(lane, move || store_on_lane(&lane_ctx, batch)) {
-            Some(Ok(())) => {}
+        match ctx.lanes.run(lane, move || store_on_lane(&lane_ctx, batch, cap)) {
+            Some(Ok(full)) => {
+                if let Ok(all) = &mut result {
+                    all.0.extend(full.0);
+                }
+            }
             Some(Err(e)) => result = Err(e),
             None => result = Err(ServiceError::Stopping),
         }
@@ -84,7 +136,7 @@ pub fn store_later(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
         let job_ctx = Arc::clone(ctx);
         ctx.lanes.spawn_on(lane, move || {
             let count = batch.len();
-            if let Err(e) = store_on_lane(&job_ctx, batch) {
+            if let Err(e) = store_on_lane(&job_ctx, batch, None) {
                 crate::error!("{count} messages could not be stored: {e}");
             }
         });
@@ -96,8 +148,9 @@ pub fn store_later(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
 /// lock around "go online, read the store", so a message is either in that
 /// read, or delivered live here, or sent to the server that holds the user
 /// (after the transaction: no Redis call under a row lock), once at most
-/// for what came over the bus.
-fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceError> {
+/// for what came over the bus. With a `cap`, receivers with that many
+/// messages stored already get none of these (returned as full).
+fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>, cap: Option<u64>) -> Result<Full, ServiceError> {
     let ids: Vec<i32> = deliveries.iter().map(|d| d.to).collect();
     let tags: Vec<Tag> = deliveries.iter().filter_map(|d| d.tag.clone()).collect();
     let mut attempt = 0;
@@ -131,9 +184,13 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
                     _ => {}
                 }
             }
+            let full = match cap {
+                Some(max) => keep_within(&mut tx, &mut rows, max)?,
+                None => Full::default(),
+            };
             offline_message::insert_many(&mut tx, &rows)?;
             tx.commit()?;
-            Ok(forwards)
+            Ok((forwards, full))
         });
         match tried {
             // A MySQL blip: this lane waits for it, as what it stores must
@@ -147,7 +204,7 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
     };
     // Not stored: what came over the bus stays unacknowledged, so that its
     // sender gives it back and stores it itself (outbound's silence limit).
-    let forwards = stored?;
+    let (forwards, full) = stored?;
     for (server, messages) in forwards {
         // Its user is held by a live server: the bus keeps it until that
         // server takes it, or gives it back if the server dies.
@@ -155,7 +212,29 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>) -> Result<(), ServiceErro
     }
     ctx.bus.complete(&tags);
     ctx.bus.flush();
-    Ok(())
+    Ok(full)
+}
+
+/// Drops the rows of receivers whose store holds `max` messages (counting
+/// the rows before them), under their row locks; returns those receivers.
+fn keep_within(tx: &mut mysql::Transaction<'_>, rows: &mut Vec<(i32, &str)>, max: u64) -> Result<Full, DbError> {
+    let mut receivers: Vec<i32> = rows.iter().map(|r| r.0).collect();
+    receivers.sort_unstable();
+    receivers.dedup();
+    let mut counts = offline_message::counts(tx, &receivers)?;
+    let mut full = Vec::new();
+    rows.retain(|&(to, _)| {
+        let count = counts.entry(to).or_default();
+        if *count >= max {
+            full.push(to);
+            return false;
+        }
+        *count += 1;
+        true
+    });
+    full.sort_unstable();
+    full.dedup();
+    Ok(Full(full))
 }
 
 /// Queues a delivery for the receiver's connection if they are online
@@ -252,8 +331,16 @@ impl Sink for BusSink {
         });
     }
 
+    fn group_changed(&self, group: i32) {
+        if let Some(ctx) = self.ctx() {
+            ctx.members.changed(group);
+        }
+    }
+
     fn resync(&self) {
         let Some(ctx) = self.ctx() else { return };
+        // Notices of new members may have been missed while Redis was away.
+        ctx.members.clear();
         let job_ctx = Arc::clone(&ctx);
         ctx.jobs.spawn(move || {
             job_ctx.bus.announce(true, &job_ctx.registry.users());

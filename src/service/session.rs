@@ -49,6 +49,21 @@ pub enum Mark {
     LoginAck = 0,
     /// A message from the bus: acknowledge it once it is out.
     Tracked = 1,
+    /// A stored message sent as a frame of its own after a LOGIN_ACK that
+    /// was full: delete it once it is out.
+    Stored = 2,
+}
+
+/// Stored messages written to the output, deleted once written out whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handed {
+    /// Whose store they are in.
+    pub user: i32,
+    /// Everything of `user`'s up to this id.
+    pub upto: i64,
+    /// One message in a frame of its own ([`Mark::Stored`]), not a
+    /// LOGIN_ACK: a close counts these among the unsent frames.
+    pub own_frame: bool,
 }
 
 /// What the session is doing; see the module's diagram.
@@ -88,9 +103,12 @@ pub struct Session {
     /// Who is logged in here; identity comes from this, never from input.
     pub user: Option<User>,
     pub state: State,
-    /// Stored messages `(user, up to id)` carried by LOGIN_ACKs not yet
-    /// written out whole, in the order sent; each deleted once its ACK is.
-    pub pending_delete: VecDeque<(i32, i64)>,
+    /// Stored messages carried by LOGIN_ACKs and the frames after them,
+    /// not yet written out whole, in the order sent.
+    pub pending_delete: VecDeque<Handed>,
+    /// Stored messages sent in frames of their own, written out but not
+    /// yet deleted (deleted a batch at a time): `(user, up to id, count)`.
+    pub written_stored: Option<(i32, i64, u32)>,
     /// Bus messages written to the output, in order, each reported to the
     /// bus once the socket has taken it ([`Mark::Tracked`]); what is left
     /// at a close was never written and goes with the unsent frames.
@@ -108,6 +126,7 @@ impl Session {
             user: None,
             state: State::Idle,
             pending_delete: VecDeque::new(),
+            written_stored: None,
             tracked: VecDeque::new(),
             bucket: Bucket::new(limits),
             failed_logins: 0,

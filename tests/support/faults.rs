@@ -147,17 +147,29 @@ pub fn register_many(
 /// the same password checks out against it), skipping `n - 1` slow hashes.
 /// For tests about what happens after login, not about registering.
 pub fn register_many_fast(db: &TestDb, addr: SocketAddr, prefix: &str, password: &str, n: usize) -> Vec<(i64, String)> {
+    register_many_fast_in(&mut db.conn(), addr, prefix, password, n)
+}
+
+/// [`register_many_fast`] on the server's database reached through `conn`
+/// (a throwaway MariaDB's, say).
+pub fn register_many_fast_in(
+    conn: &mut mysql::Conn,
+    addr: SocketAddr,
+    prefix: &str,
+    password: &str,
+    n: usize,
+) -> Vec<(i64, String)> {
     if n == 0 {
         return Vec::new();
     }
     let first_name = unique_name(prefix);
     let first = Client::connect(addr).register(&first_name, password);
-    let hash = db
-        .query_string("SELECT password FROM user WHERE id = ?", (first,))
+    let hash: String = conn
+        .exec_first("SELECT password FROM user WHERE id = ?", (first,))
+        .expect("reading a password hash")
         .unwrap_or_else(|| panic!("user {first}, just registered, has no row in table user"));
     let mut users = vec![(first, first_name)];
     let names: Vec<String> = (1..n).map(|_| unique_name(prefix)).collect();
-    let mut conn = db.conn();
     for chunk in names.chunks(500) {
         let rows = vec!["(?, ?)"; chunk.len()].join(", ");
         let params: Vec<mysql::Value> = chunk

@@ -173,9 +173,31 @@ impl ThrowawayMariaDb {
     /// [`STOP_TIMEOUT`]); afterwards the port refuses connections.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
+        // A paused server would not see the SIGTERM.
+        // SAFETY: as in `signal`.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
         if !terminate(&mut child, STOP_TIMEOUT) {
             eprintln!("mariadbd on port {} ignored SIGTERM for {STOP_TIMEOUT:?}; killed it", self.port);
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, queries hang
+    /// until [`ThrowawayMariaDb::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let child = self.child.as_ref().expect("mariadbd is running");
+        // SAFETY: kill takes a pid (of our own child, not yet reaped) and a
+        // signal number.
+        let done = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        assert_eq!(done, 0, "signal {sig} to mariadbd: {}", io::Error::last_os_error());
     }
 
     /// The data directory's parent, for diagnostics.

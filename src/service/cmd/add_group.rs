@@ -18,6 +18,10 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, groupid: i32) -> Result<Outcome, Service
     } else if !conn.run(|c| group_user::add(c, groupid, me.id, Role::Normal))? {
         protocol::ack_error(msgid::ADD_GROUP_ACK, Errno::Exists, "already a member")
     } else {
+        // Before the ACK: a GROUP_CHAT sent after it, here or on another
+        // server, reaches the new member.
+        ctx.members.changed(groupid);
+        ctx.bus.group_changed(groupid);
         protocol::ack_ok(msgid::ADD_GROUP_ACK, json!({"groupid": groupid}))
     };
     Ok(Outcome::reply(reply))

@@ -33,8 +33,13 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         replies: vec![protocol::ack_error(msgid::LOGIN_ACK, Errno::Invalid, Errno::Invalid.text())],
         change: Some(SessionChange::LoginFailed),
     };
-    if !ctx.throttle.allows(id, Instant::now()) {
-        return Ok(invalid());
+    // Said as it is, so the user stops retrying; ids that do not exist are
+    // held back just the same, so this reveals nothing. Nothing was checked,
+    // so it is no failure of this connection's either.
+    if let Some(wait) = ctx.throttle.held_back(id, Instant::now()) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let why = format!("too many failed logins; try again in {secs} s");
+        return refuse(Errno::Invalid, &why);
     }
     let found = ctx.db.run(|c| user::find(c, id))?;
     let proven = match secret {
@@ -72,13 +77,33 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
     else {
         return refuse(Errno::InUse, Errno::InUse.text());
     };
+    let (offline, more_stored) = split_stored(offline);
     let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
     let presence = followers.into_iter().map(|to| Delivery::notice(to, Arc::clone(&payload)));
     router::route(ctx, presence.collect())?;
 
     let offline_upto = offline.last().map(|m| m.id);
-    Ok(Outcome { replies: vec![ack], change: Some(SessionChange::LoggedIn { user: me, offline_upto }) })
+    let change = SessionChange::LoggedIn { user: me, offline_upto, more_stored };
+    Ok(Outcome { replies: vec![ack], change: Some(change) })
+}
+
+/// Most bytes of stored messages one LOGIN_ACK carries.
+const ACK_STORED_BYTES: usize = 1 << 20;
+
+/// The stored messages that fit in the LOGIN_ACK, and the rest, oldest
+/// first, to follow it as frames of their own.
+fn split_stored(mut offline: Vec<OfflineMessage>) -> (Vec<OfflineMessage>, Vec<(i64, String)>) {
+    let mut bytes = 0;
+    let fit = offline
+        .iter()
+        .position(|m| {
+            bytes += m.message.len();
+            bytes > ACK_STORED_BYTES
+        })
+        .unwrap_or(offline.len());
+    let rest = offline.split_off(fit).into_iter().map(|m| (m.id, m.message)).collect();
+    (offline, rest)
 }
 
 /// What a login hands back.

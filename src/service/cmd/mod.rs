@@ -13,10 +13,12 @@ mod logout;
 mod one_chat;
 mod register;
 
+pub use group_chat::try_live as group_chat_live;
 pub use logout::{LeaveQueue, Leaver};
 pub use one_chat::try_live as one_chat_live;
 
 use super::context::Ctx;
+use super::error::ServiceError;
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::session::User;
@@ -40,10 +42,13 @@ pub struct Caller {
 #[derive(Debug)]
 pub enum SessionChange {
     /// `user` logged in; the LOGIN_ACK (the first reply) carries stored
-    /// messages up to `offline_upto`, deleted once it is written out.
+    /// messages up to `offline_upto`, deleted once it is written out. The
+    /// stored messages it had no room for follow it as frames of their
+    /// own, `(id, frame)` in order, each deleted once written.
     LoggedIn {
         user: User,
         offline_upto: Option<i64>,
+        more_stored: Vec<(i64, String)>,
     },
     LoggedOut,
     /// A login was refused for a wrong id or password.
@@ -85,18 +90,26 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
         (Some(me), Request::AddGroup { groupid }) => add_group::apply(ctx, me, groupid),
         (Some(me), Request::GroupChat { groupid, msg }) => group_chat::apply(ctx, me, groupid, &msg),
     };
-    result.unwrap_or_else(|e| {
-        if let Some(skipped) = FAILED.ready() {
-            crate::warn!("a request failed: {e}{}", crate::log::also(skipped));
+    result.unwrap_or_else(|e| match e {
+        ServiceError::Busy => Outcome::reply(form.refusal(Errno::Busy)),
+        e => {
+            if let Some(skipped) = FAILED.ready() {
+                crate::warn!("a request failed: {e}{}", crate::log::also(skipped));
+            }
+            Outcome::reply(form.refusal(Errno::Storage))
         }
-        Outcome::reply(form.refuse(Errno::Storage))
     })
 }
 
-/// The form the client of a request waits for an error in: the ACK of its
-/// request, or an ERROR for requests without one. Taken before the request
-/// is carried out, the reply built only if needed (each one built counts
-/// as an error sent, in the stats line).
+/// `errno` (500, 501: the request was not carried out) in the form the
+/// client waits for.
+pub fn refusal(request: &Request, errno: Errno) -> String {
+    ReplyForm::of(request).refusal(errno)
+}
+
+/// How a request is answered: with its ACK (this msgid), or with an ERROR.
+/// Taken before the request is carried out, the reply built only when
+/// needed (each one built counts as an error sent, in the stats line).
 #[derive(Clone, Copy, Debug)]
 pub struct ReplyForm(Option<i64>);
 
@@ -113,7 +126,7 @@ impl ReplyForm {
     }
 
     /// `errno` (500, 501: the request was not carried out) in this form.
-    pub fn refuse(self, errno: Errno) -> String {
+    pub fn refusal(self, errno: Errno) -> String {
         match self.0 {
             Some(ack) => protocol::ack_error(ack, errno, errno.text()),
             None => protocol::error(errno),

@@ -40,6 +40,8 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> Result<Outcome,
     if ctx.db.run(|c| user::find(c, toid))?.is_none() {
         return Ok(Outcome::reply(protocol::error(Errno::NoSuchUser)));
     }
-    router::store(ctx, missed)?;
+    if !router::store_new(ctx, missed)?.0.is_empty() {
+        return Ok(Outcome::reply(protocol::error(Errno::StoreFull)));
+    }
     Ok(Outcome::nothing())
 }
