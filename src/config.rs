@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// `CHAT_TOKEN_TTL` (seconds): how long a resume token is valid.
     pub token_ttl: Duration,
+    /// `CHAT_STATS_INTERVAL` (seconds): how often the stats line is logged.
+    pub stats_interval: Duration,
 }
 
 /// Largest `--idle-timeout`: Linux takes keepalive times up to 32767 s.
@@ -31,7 +33,77 @@ const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(32767);
 /// Largest `--max-frame`: a stored message must fit MySQL's packet limit.
 const MAX_FRAME_LIMIT: usize = 8 << 20;
 
-pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--max-stored N] [--max-conns N] [--rate MSGS_PER_SEC]";
+pub const USAGE: &str = "usage: ChatServer IP PORT [--threads N] [--max-frame BYTES] [--idle-timeout SECS] [--send-timeout SECS] [--max-stored N] [--max-conns N] [--rate MSGS_PER_SEC]; ChatServer --help for more";
+
+/// Default of `CHAT_MYSQL_URL`.
+const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/chat";
+/// Default of `CHAT_REDIS_URL`.
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Default of `CHAT_DB_POOL`.
+const DEFAULT_DB_POOL: usize = 8;
+/// Default of `CHAT_STATS_INTERVAL`: the spec's once a minute.
+const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Whether the arguments ask for `--help` (anywhere, as other tools do).
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+/// `ChatServer --help`: every flag and variable with its default.
+pub fn help() -> String {
+    let net = NetConfig::default();
+    let limits = Limits::default();
+    format!(
+        "ChatServer: a cluster chat server speaking the original C++ ChatServer's protocol.
+
+usage: ChatServer IP PORT [flags]    serve on IP:PORT (PORT 0: any free port)
+       ChatServer --help             this text
+
+flags (default in brackets):
+  --threads N            epoll worker threads [number of cores: {threads}]
+  --max-frame BYTES      largest message a client may send; a longer one gets
+                         error 103 and the connection is closed [{max_frame}]
+  --idle-timeout SECS    after this long without data the peer's host is probed
+                         with TCP keepalives; closed (its user offline) only if
+                         they go unanswered [{idle}]
+  --send-timeout SECS    a connection whose pending output makes no progress for
+                         this long is closed; what it missed is stored [{send}]
+  --max-stored N         messages one user's offline store holds; past it the
+                         sender gets errno 106 [{max_stored}]
+  --max-conns N          open connections; past it new ones are closed at once [{max_conns}]
+  --rate N               messages per second per connection (bursts of 2N); over
+                         it: error 104, not carried out [{rate}]
+  --help, -h             print this and exit
+
+environment variables (default in brackets):
+  CHAT_MYSQL_URL         the database, mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE;
+                         created if missing, with the tables of chat.sql; a
+                         database of the original C++ ChatServer is upgraded in
+                         place [{mysql}]
+  CHAT_REDIS_URL         the cluster bus; unreachable, the server runs alone and
+                         says so once [{redis}]
+  CHAT_DB_POOL           MySQL connections in the pool, also the job threads [{pool}]
+  CHAT_TOKEN_TTL         seconds a resume token stays valid [{ttl}]
+  CHAT_STATS_INTERVAL    seconds between two stats lines in the log [{stats}]
+
+The log goes to stderr, one line per event: an RFC 3339 UTC timestamp, a level
+(INFO, WARN, ERROR, FATAL) and the text. SIGINT or SIGTERM stop the server
+cleanly: its users are marked offline and it exits 0.
+",
+        threads = net.threads,
+        max_frame = net.max_frame,
+        idle = net.idle_timeout.as_secs(),
+        send = net.send_timeout.as_secs(),
+        max_stored = limits.max_stored,
+        max_conns = net.max_conns,
+        rate = limits.rate,
+        mysql = DEFAULT_MYSQL_URL,
+        redis = DEFAULT_REDIS_URL,
+        pool = DEFAULT_DB_POOL,
+        ttl = crate::service::token::DEFAULT_TTL.as_secs(),
+        stats = DEFAULT_STATS_INTERVAL.as_secs(),
+    )
+}
 
 fn number<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{what} needs a value"))?;
@@ -88,7 +160,7 @@ impl ServerConfig {
         }
         let db_pool = match env("CHAT_DB_POOL") {
             Some(v) => number("CHAT_DB_POOL", Some(&v))?,
-            None => 8,
+            None => DEFAULT_DB_POOL,
         };
         if db_pool == 0 || db_pool > 1000 {
             return Err("CHAT_DB_POOL must be between 1 and 1000".into());
@@ -100,12 +172,20 @@ impl ServerConfig {
         if token_ttl.is_zero() {
             return Err("CHAT_TOKEN_TTL must be at least 1 second".into());
         }
+        let stats_interval = match env("CHAT_STATS_INTERVAL") {
+            Some(v) => Duration::from_secs(number("CHAT_STATS_INTERVAL", Some(&v))?),
+            None => DEFAULT_STATS_INTERVAL,
+        };
+        if stats_interval.is_zero() {
+            return Err("CHAT_STATS_INTERVAL must be at least 1 second".into());
+        }
         Ok(ServerConfig {
             addr: SocketAddr::new(ip, port),
             token_ttl,
+            stats_interval,
             net,
-            mysql_url: env("CHAT_MYSQL_URL").unwrap_or_else(|| "mysql://root@127.0.0.1:3306/chat".into()),
-            redis_url: env("CHAT_REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379/".into()),
+            mysql_url: env("CHAT_MYSQL_URL").unwrap_or_else(|| DEFAULT_MYSQL_URL.into()),
+            redis_url: env("CHAT_REDIS_URL").unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
             db_pool,
             limits,
         })
@@ -139,5 +219,19 @@ mod tests {
         assert!(parse(&["127.0.0.1", "70000"]).unwrap_err().contains("port"));
         assert!(parse(&["127.0.0.1", "1", "--threads"]).unwrap_err().contains("needs a value"));
         assert!(parse(&["127.0.0.1", "1", "--bogus"]).unwrap_err().contains("unknown option"));
+    }
+
+    #[test]
+    fn help_names_every_flag_the_parser_takes() {
+        let text = help();
+        for flag in
+            ["--threads", "--max-frame", "--idle-timeout", "--send-timeout", "--max-stored", "--max-conns", "--rate"]
+        {
+            assert!(text.contains(&format!("  {flag} ")), "{flag} missing from --help");
+            // Each flag the help names is one the parser takes.
+            let taken = parse(&["127.0.0.1", "1", flag, "1"]);
+            assert!(!taken.as_ref().is_err_and(|e| e.contains("unknown option")), "{flag}: {taken:?}");
+        }
+        assert!(text.contains("[65536]") && text.contains("[300]") && text.contains("[60]"), "{text}");
     }
 }

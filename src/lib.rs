@@ -10,8 +10,10 @@
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod log;
 pub mod model;
 pub mod msgid;
 pub mod net;
 pub mod service;
+pub mod stats;
 pub mod text;

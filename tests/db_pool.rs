@@ -142,7 +142,7 @@ fn bad_urls_are_rejected() {
     }
     for url in ["mysql://root@127.0.0.1:3306/", "mysql://root@127.0.0.1:3306/bad-name"] {
         let err = schema::prepare(url).unwrap_err();
-        assert!(matches!(err, DbError::BadUrl(_)), "{url}: {err}");
+        assert!(matches!(err, schema::SchemaError::Db(DbError::BadUrl(_))), "{url}: {err}");
     }
 }
 
@@ -165,7 +165,10 @@ fn prepare_creates_the_database_and_twice_keeps_data() {
             (&db.name,),
         )
         .unwrap();
-    assert_eq!(tables, ["allgroup", "friend", "groupuser", "offlinemessage", "online", "server", "token", "user"]);
+    assert_eq!(
+        tables,
+        ["allgroup", "friend", "groupuser", "offlinemessage", "online", "schema_version", "server", "token", "user"]
+    );
     let collation: String = conn
         .exec_first(
             "SELECT collation_name FROM information_schema.columns \

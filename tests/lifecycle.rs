@@ -6,17 +6,18 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Client, Finished, Server, TestDb, assert_presence, login_when_released, run_server_to_exit, unique_name, user_on,
-    user_state, wait_user_state,
+    Client, Finished, Server, TestDb, assert_presence, log_line, login_when_released, run_server_to_exit, unique_name,
+    user_on, user_state, wait_user_state,
 };
 
 const PW: &str = "pw-Life-1";
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Asserts the process failed with a short, clear message: non-zero exit,
-/// exactly one line starting with `ChatServer:` (a usage line besides is
-/// fine), no panic or backtrace, and the `ChatServer:` line contains every
-/// one of `mentions` (case-insensitive). Returns that line.
+/// exactly one line that says why (`ChatServer: ...` for a wrong command
+/// line, a FATAL log line once it started), besides only a usage line or
+/// INFO log lines, no panic or backtrace, and the line that says why
+/// contains every one of `mentions` (case-insensitive). Returns that line.
 fn assert_clean_failure(what: &str, f: &Finished, mentions: &[&str]) -> String {
     let status = f.status.unwrap_or_else(|| panic!("{what}: still running after {EXIT_TIMEOUT:?}; output: {f:?}"));
     assert!(!status.success(), "{what}: exit status {status}, expected failure; {f:?}");
@@ -28,12 +29,14 @@ fn assert_clean_failure(what: &str, f: &Finished, mentions: &[&str]) -> String {
         f.stderr
     );
     let lines: Vec<&str> = f.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let main: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("ChatServer:")).collect();
-    assert_eq!(main.len(), 1, "{what}: want one `ChatServer:` line on stderr, got:\n{}", f.stderr);
-    assert!(lines.len() <= 2, "{what}: stderr is not short:\n{}", f.stderr);
+    let is_main = |l: &str| l.starts_with("ChatServer:") || log_line(l).is_some_and(|(_, level, _)| level == "FATAL");
+    let main: Vec<&str> = lines.iter().copied().filter(|l| is_main(l)).collect();
+    assert_eq!(main.len(), 1, "{what}: want one line saying why on stderr, got:\n{}", f.stderr);
+    assert!(lines.len() <= 4, "{what}: stderr is not short:\n{}", f.stderr);
     for l in &lines {
+        let info = log_line(l).is_some_and(|(_, level, _)| level == "INFO");
         assert!(
-            l.starts_with("ChatServer:") || l.starts_with("usage:") || l.starts_with("Usage:"),
+            is_main(l) || info || l.starts_with("usage:") || l.starts_with("Usage:"),
             "{what}: unexpected stderr line {l:?} in:\n{}",
             f.stderr
         );
@@ -42,7 +45,7 @@ fn assert_clean_failure(what: &str, f: &Finished, mentions: &[&str]) -> String {
     for m in mentions {
         assert!(line.to_lowercase().contains(&m.to_lowercase()), "{what}: the message {line:?} does not mention {m:?}");
     }
-    assert!(!f.stdout.contains("listening"), "{what}: it started listening: {}", f.stdout);
+    assert!(!f.stdout.contains("listening") && !f.stderr.contains("listening"), "{what}: it started listening: {f:?}");
     line
 }
 

@@ -1,17 +1,19 @@
 //! `ChatServer IP PORT [--threads N] ...`: the chat server (SPEC §1).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chatserver::bus::Bus;
-use chatserver::config::{ServerConfig, USAGE};
-use chatserver::db::{Pool, schema};
+use chatserver::config::{ServerConfig, USAGE, help, wants_help};
+use chatserver::db::Pool;
+use chatserver::db::schema::{self, Prepared};
 use chatserver::net::{Remote, Server, StopHandle, raise_nofile_limit};
 use chatserver::service::router::BusSink;
 use chatserver::service::{ChatService, Ctx, Heartbeat, Jobs, Lanes, Parts, Priority};
+use chatserver::stats::Reporter;
+use chatserver::{info, log, warn};
 
 /// Threads that store messages in order, each for a share of the users.
 const LANES: usize = 4;
@@ -23,6 +25,11 @@ const DB_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if wants_help(&args) {
+        print!("{}", help());
+        return ExitCode::SUCCESS;
+    }
+    // A wrong command line is no log line: the server never started.
     let config = match ServerConfig::parse(&args, |k| std::env::var(k).ok()) {
         Ok(config) => config,
         Err(why) => {
@@ -33,7 +40,7 @@ fn main() -> ExitCode {
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
-            eprintln!("ChatServer: {why}");
+            log::fatal(&why);
             ExitCode::FAILURE
         }
     }
@@ -42,13 +49,20 @@ fn main() -> ExitCode {
 fn run(config: ServerConfig) -> Result<(), String> {
     give_large_blocks_back();
     if let Err(e) = raise_nofile_limit() {
-        eprintln!("ChatServer: cannot raise the open-file limit ({e}); fewer connections will fit");
+        warn!("cannot raise the open-file limit ({e}); fewer connections will fit");
     }
-    let mysql_hint = "start MariaDB (./autobuild.sh up) or set CHAT_MYSQL_URL";
-    schema::prepare(&config.mysql_url).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let prepared = schema::prepare(&config.mysql_url).map_err(|e| e.to_string())?;
     let namespace = schema::database_name(&config.mysql_url).map_err(|e| e.to_string())?;
-    let pool =
-        Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    match prepared {
+        Prepared::Created => info!("database `{namespace}` created with schema version {}", schema::CURRENT),
+        Prepared::Current => info!("database `{namespace}` has schema version {}", schema::CURRENT),
+        Prepared::Upgraded { from } => info!(
+            "database `{namespace}` upgraded from schema version {from}{} to {}; every row kept",
+            if from == 0 { " (the original C++ ChatServer's)" } else { "" },
+            schema::CURRENT
+        ),
+    }
+    let pool = Pool::new(&config.mysql_url, config.db_pool, DB_CHECKOUT_TIMEOUT).map_err(|e| e.to_string())?;
     let server = Server::bind(config.addr, config.net.clone()).map_err(|e| e.to_string())?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let server_id = server_id(addr);
@@ -74,19 +88,28 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let sink = Arc::new(BusSink { ctx: OnceLock::new() });
     let _ = sink.ctx.set(Arc::downgrade(&ctx));
     bus.start(sink).map_err(|e| e.to_string())?;
-    let heartbeat_db =
-        Pool::new(&config.mysql_url, 1, DB_CHECKOUT_TIMEOUT).map_err(|e| format!("{e}; {mysql_hint}"))?;
-    let heartbeat = Heartbeat::start(Arc::clone(&ctx), heartbeat_db).map_err(|e| format!("{e}; {mysql_hint}"))?;
+    let heartbeat_db = Pool::new(&config.mysql_url, 1, DB_CHECKOUT_TIMEOUT).map_err(|e| e.to_string())?;
+    let heartbeat = Heartbeat::start(Arc::clone(&ctx), heartbeat_db).map_err(|e| e.to_string())?;
     let service = Arc::new(ChatService::new(Arc::clone(&ctx)));
 
     let stop = StopHandle::new().map_err(|e| e.to_string())?;
     let on_signal = stop.clone();
     ctrlc::set_handler(move || on_signal.stop()).map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
-    println!("ChatServer listening on {addr}");
-    let _ = std::io::stdout().flush();
+    let counted = Arc::clone(&ctx);
+    let stats = Reporter::start(config.stats_interval, move || counted.registry.users().len())
+        .map_err(|e| format!("cannot start the stats thread: {e}"))?;
+
+    info!(
+        "ChatServer {} (pid {}), {} worker threads",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config.net.threads
+    );
+    info!("ChatServer listening on {addr}");
     server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string())?;
 
+    stats.stop();
     heartbeat.stop();
     ctx.hashing.shutdown();
     ctx.jobs.shutdown();
@@ -97,7 +120,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
     // back to its senders, who store it once this server is gone).
     service.store_unacknowledged(bus.drain(SHUTDOWN_DRAIN));
     bus.stop();
-    println!("ChatServer stopped; {} users marked offline", marked?);
+    info!("ChatServer stopped; {} users marked offline", marked?);
     Ok(())
 }
 
@@ -108,7 +131,7 @@ fn give_large_blocks_back() {
     // SAFETY: mallopt only changes an allocator setting; called before the
     // other threads start.
     if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) } != 1 {
-        eprintln!("ChatServer: cannot set the malloc mmap threshold; memory may grow after logins");
+        warn!("cannot set the malloc mmap threshold; memory may grow after logins");
     }
 }
 

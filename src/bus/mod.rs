@@ -400,7 +400,7 @@ impl LinkEvents for Core {
 impl SubEvents for Core {
     fn subscribed(&self) {
         if self.outage_logged.swap(false, Ordering::Relaxed) {
-            eprintln!("ChatServer: Redis is back; cross-server routing resumed");
+            crate::info!("Redis is back; cross-server routing resumed");
         }
         if let Some(sink) = self.sink.get() {
             sink.resync();
@@ -409,7 +409,7 @@ impl SubEvents for Core {
 
     fn unsubscribed(&self, why: &str) {
         if !self.outage_logged.swap(true, Ordering::Relaxed) && !self.stopped.load(Ordering::Relaxed) {
-            eprintln!("ChatServer: Redis unavailable ({why}); running alone, storing what cannot be routed, retrying");
+            crate::warn!("Redis unavailable ({why}); running alone, storing what cannot be routed, retrying");
         }
     }
 

@@ -20,13 +20,16 @@ pub enum DbError {
     Query(MyError),
     /// The connection URL (or the database name in it) is unusable.
     BadUrl(String),
+    /// MySQL refused the login or the database to this user; the text
+    /// names the user and what to do.
+    Denied(String),
 }
 
 impl DbError {
     /// True when the connection is gone or could not be had: callers answer
     /// errno 500 and the pooled connection must be discarded.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unavailable(_))
+        matches!(self, DbError::Unavailable(_) | DbError::Denied(_))
     }
 
     /// True when InnoDB rolled the transaction back to break a deadlock:
@@ -53,7 +56,8 @@ impl fmt::Display for DbError {
         match self {
             DbError::Unavailable(why) => write!(f, "MySQL unavailable: {why}"),
             DbError::Query(err) => write!(f, "MySQL query failed: {err}"),
-            DbError::BadUrl(why) => write!(f, "bad MySQL URL: {why}"),
+            DbError::BadUrl(why) => write!(f, "CHAT_MYSQL_URL is malformed: {why}"),
+            DbError::Denied(why) => f.write_str(why),
         }
     }
 }

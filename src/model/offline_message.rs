@@ -26,6 +26,7 @@ pub struct OfflineMessage {
 /// Stores one message for `userid`; returns its id.
 pub fn insert(conn: &mut impl Queryable, userid: i32, message: &str) -> Result<i64, DbError> {
     let done = conn.exec_iter("INSERT INTO offlinemessage (userid, message) VALUES (?, ?)", (userid, message))?;
+    crate::stats::STORED.add(1);
     inserted_id(done.last_insert_id())
 }
 
@@ -83,6 +84,7 @@ fn insert_chunk(conn: &mut impl Queryable, rows: &[(i32, &str)]) -> Result<(), D
         params.push(Value::from(message));
     }
     conn.exec_drop(sql, params)?;
+    crate::stats::STORED.add(rows.len() as u64);
     Ok(())
 }
 

@@ -53,7 +53,9 @@ impl fmt::Display for State {
 pub struct User {
     pub id: i32,
     pub name: String,
-    /// The argon2id PHC string, never the password itself.
+    /// The argon2id PHC string; for an original user who has not logged in
+    /// since the upgrade, their plaintext password behind
+    /// [`crate::db::schema::PLAINTEXT_MARK`].
     pub password: String,
     pub state: State,
 }
@@ -73,6 +75,14 @@ pub fn find(conn: &mut impl Queryable, id: i32) -> Result<Option<User>, DbError>
         conn.exec_first("SELECT id, name, password, state FROM user WHERE id = ?", (id,))?;
     row.map(|(id, name, password, state)| Ok(User { id, name, password, state: State::from_column(state)? }))
         .transpose()
+}
+
+/// Replaces the password `old` of user `id` with `new` (an original user's
+/// plaintext with its hash, at their first login); false when it was no
+/// longer `old` (another login replaced it first).
+pub fn replace_password(conn: &mut impl Queryable, id: i32, old: &str, new: &str) -> Result<bool, DbError> {
+    let done = conn.exec_iter("UPDATE user SET password = ? WHERE id = ? AND password = ?", (new, id, old))?;
+    Ok(done.affected_rows() == 1)
 }
 
 /// Locks the rows of `ids` until the caller's transaction ends, in id order

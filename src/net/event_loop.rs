@@ -115,7 +115,7 @@ struct StopOnPanic(StopHandle);
 impl Drop for StopOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("a worker loop panicked; stopping the server");
+            crate::error!("a worker loop panicked; stopping the server");
             self.0.stop();
         }
     }
@@ -196,7 +196,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => {
                     // Not EINTR (retried): the epoll set itself is broken and
                     // waiting again would fail the same way at once.
-                    eprintln!("worker {}: epoll_wait failed: {e}; stopping the server", self.index);
+                    crate::error!("worker {}: epoll_wait failed: {e}; stopping the server", self.index);
                     self.stop.stop();
                     self.shutdown();
                     return;
@@ -266,7 +266,7 @@ impl<H: Handler> EventLoop<H> {
         };
         let token = token_of(index, self.slots[index as usize].generation);
         if let Err(e) = self.epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, token) {
-            eprintln!("worker {}: cannot watch a new connection: {e}", self.index);
+            crate::error!("worker {}: cannot watch a new connection: {e}", self.index);
             self.free.push(index);
             self.live.fetch_sub(1, Ordering::Relaxed);
             return;

@@ -49,6 +49,7 @@ pub struct Outbox<'a> {
 impl Outbox<'_> {
     /// Queues one frame; the reactor adds the terminator.
     pub fn send(&mut self, payload: &[u8]) {
+        crate::stats::FRAMES_OUT.add(1);
         self.out.push_frame(payload);
     }
 
@@ -56,6 +57,7 @@ impl Outbox<'_> {
     /// has been written out whole. The frame does not count towards the
     /// output cap: the client asked for it, however large it is.
     pub fn send_marked(&mut self, payload: &[u8], mark: u64) {
+        crate::stats::FRAMES_OUT.add(1);
         self.out.push_frame(payload);
         self.out.push_mark(mark);
     }
@@ -64,6 +66,7 @@ impl Outbox<'_> {
     /// the socket has taken it whole; unlike [`Outbox::send_marked`] it
     /// counts towards the output cap.
     pub fn send_tracked(&mut self, payload: &[u8], mark: u64) {
+        crate::stats::FRAMES_OUT.add(1);
         self.out.push_frame(payload);
         self.out.push_counted_mark(mark);
     }

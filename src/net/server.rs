@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use super::config::NetConfig;
 use super::error::NetError;
@@ -13,6 +14,13 @@ use super::event_loop::EventLoop;
 use super::handler::Handler;
 use super::remote::{Remote, Task};
 use super::sys::{self, Epoll, EventFd};
+use crate::log::{Every, also};
+use crate::stats;
+
+/// At most one line per period for refused connections and failed
+/// accepts, which a flood of connections repeats at will.
+static REFUSED: Every = Every::new(Duration::from_secs(10));
+static ACCEPT_FAILED: Every = Every::new(Duration::from_secs(10));
 
 const LISTEN_TOKEN: u64 = 0;
 const STOP_TOKEN: u64 = 1;
@@ -91,7 +99,7 @@ impl Server {
         }
         for worker in workers {
             if worker.join().is_err() {
-                eprintln!("a worker thread panicked during shutdown");
+                crate::error!("a worker thread panicked during shutdown");
             }
         }
         result
@@ -121,28 +129,37 @@ impl Server {
                         // Out of descriptors: the pending connection stays
                         // queued and the level-triggered listener would wake
                         // us at once; pause instead of spinning.
-                        eprintln!("accept failed: {e}; pausing");
-                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        if let Some(skipped) = ACCEPT_FAILED.ready() {
+                            crate::warn!("connections refused: accept failed ({e}); pausing{}", also(skipped));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
                         break;
                     }
                     Err(e) => {
                         // An aborted handshake or the like: the listener is
                         // fine, try again on the next event.
-                        eprintln!("accept failed: {e}");
+                        if let Some(skipped) = ACCEPT_FAILED.ready() {
+                            crate::warn!("accept failed: {e}{}", also(skipped));
+                        }
                         break;
                     }
                 };
                 if live.load(Ordering::Relaxed) >= self.config.max_conns {
+                    stats::REFUSED.add(1);
+                    if let Some(skipped) = REFUSED.ready() {
+                        let max = self.config.max_conns;
+                        crate::warn!("connection refused: --max-conns {max} connections are open{}", also(skipped));
+                    }
                     continue;
                 }
                 if let Err(e) = sys::set_nodelay(fd.as_fd()) {
-                    eprintln!("cannot set TCP_NODELAY: {e}");
+                    crate::warn!("cannot set TCP_NODELAY: {e}");
                 }
                 if let Err(e) = sys::set_dead_peer(fd.as_fd(), self.config.dead_peer()) {
-                    eprintln!("cannot set TCP keepalive: {e}");
+                    crate::warn!("cannot set TCP keepalive: {e}");
                 }
                 if let Err(e) = sys::limit_unsent(fd.as_fd(), KERNEL_UNSENT) {
-                    eprintln!("cannot set TCP_NOTSENT_LOWAT: {e}");
+                    crate::warn!("cannot set TCP_NOTSENT_LOWAT: {e}");
                 }
                 live.fetch_add(1, Ordering::Relaxed);
                 remote.post(next, Task::Accept(fd));

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::cmd::{self, Caller, LeaveQueue, Leaver, Outcome, SessionChange};
 use super::context::Ctx;
 use super::error::ServiceError;
+use super::events;
 use super::heartbeat;
 use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
@@ -22,6 +23,7 @@ use super::session::{Early, Handed, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
 use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
+use crate::stats;
 
 /// Requests one connection may have waiting behind a running job, and their
 /// bytes, before the connection is no longer read (the client then waits in
@@ -75,26 +77,24 @@ impl ChatService {
             out.send(cmd::refusal(&request, Errno::Busy).as_bytes());
             return;
         }
-        let busy = hashes.then(|| cmd::refusal(&request, Errno::Busy));
+        let form = cmd::ReplyForm::of(&request);
         let caller = Caller { conn: session.conn, user: session.user.clone() };
         let job_ctx = Arc::clone(ctx);
         let job = move || {
             // Done must come back whatever happens, or the session stays busy.
-            let storage_failure = cmd::storage_failure_reply(&request);
             let outcome = catch_unwind(AssertUnwindSafe(|| cmd::apply(&job_ctx, &caller, request)))
-                .unwrap_or_else(|_| Outcome::reply(storage_failure));
+                .unwrap_or_else(|_| Outcome::reply(form.refusal(Errno::Storage)));
             job_ctx.remote.send(caller.conn, Message::Done(outcome));
         };
-        match busy {
+        if hashes {
             // Password checks wait on their own pool, never in front of the
             // jobs chat needs; past the bound the client is told to retry.
-            Some(refusal) => {
-                if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
-                    out.send(refusal.as_bytes());
-                    return;
-                }
+            if !ctx.hashing.try_spawn(job, MAX_WAITING_HASHES) {
+                out.send(form.refusal(Errno::Busy).as_bytes());
+                return;
             }
-            None => ctx.jobs.spawn(job),
+        } else {
+            ctx.jobs.spawn(job);
         }
         session.state = State::Busy(Job { login, ..Job::default() });
     }
@@ -160,6 +160,7 @@ impl ChatService {
         let mut queued = job.queued;
         let then_close = job.then_close;
         if session.failed_logins >= self.ctx.limits.max_login_failures {
+            events::failed_logins(session.user.as_ref().map(|u| u.id), session.failed_logins);
             // Said before closing, so the client can tell its user why.
             out.send(protocol::error_with(Errno::RateLimited, TOO_MANY_FAILURES).as_bytes());
             out.close();
@@ -241,7 +242,7 @@ impl ChatService {
     pub fn store_unacknowledged(&self, messages: Vec<Outgoing>) {
         let rows: Vec<(i32, &str)> = messages.iter().filter(|m| m.keep).map(|m| (m.to, &*m.frame)).collect();
         if let Err(e) = self.ctx.db.run(|c| offline_message::insert_many(c, &rows)) {
-            eprintln!("ChatServer: {} messages for other servers' users lost at shutdown: {e}", rows.len());
+            crate::error!("{} messages for other servers' users lost at shutdown: {e}", rows.len());
         }
     }
 
@@ -259,11 +260,14 @@ impl Handler for ChatService {
     type Message = Message;
 
     fn open(&self, id: ConnId) -> Session {
+        stats::CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Session::new(id, &self.ctx.limits)
     }
 
     fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
+        stats::FRAMES_IN.add(1);
         if !session.bucket.take(&self.ctx.limits, Instant::now()) {
+            events::rate_limited(session.user.as_ref().map(|u| u.id));
             out.send(protocol::error(Errno::RateLimited).as_bytes());
             return;
         }
@@ -282,6 +286,7 @@ impl Handler for ChatService {
                 out.pause_reading();
             }
         } else {
+            events::rate_limited(session.user.as_ref().map(|u| u.id));
             out.send(protocol::error(Errno::RateLimited).as_bytes());
         }
     }
@@ -332,7 +337,7 @@ impl Handler for ChatService {
                     self.finish_draining(session, job, outcome);
                     out.release();
                 }
-                State::Idle => eprintln!("ChatServer: a job result for a session that ran no job; dropped"),
+                State::Idle => crate::error!("a job result for a session that ran no job; dropped"),
             },
         }
     }
@@ -375,6 +380,8 @@ impl Handler for ChatService {
         pending: Pending<'_, Message>,
     ) -> AfterClose {
         let conn = session.conn;
+        stats::CONNECTIONS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        events::closed(session.user.as_ref().map(|u| u.id), reason);
         if let Some((user, upto, _)) = session.written_stored.take() {
             self.delete_stored(user, upto);
         }
@@ -399,7 +406,7 @@ impl Handler for ChatService {
                     unsent_tags.extend(undelivered.iter().filter_map(|d| d.tag.clone()));
                     self.ctx.bus.complete(&unsent_tags);
                 }
-                Err(e) => eprintln!("ChatServer: {} unsent messages lost at shutdown: {e}", rows.len()),
+                Err(e) => crate::error!("{} unsent messages lost at shutdown: {e}", rows.len()),
             }
             return AfterClose::Release;
         }
@@ -456,7 +463,7 @@ impl ChatService {
         self.ctx.jobs.spawn(move || {
             if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
                 // They stay stored and come again at the next login.
-                eprintln!("stored messages of user {user} not deleted: {e}");
+                crate::warn!("stored messages of user {user} not deleted: {e}");
             }
         });
     }

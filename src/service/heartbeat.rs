@@ -54,12 +54,14 @@ fn run(ctx: &Arc<Ctx>, db: &Pool, stopped: &Receiver<()>) {
         match beat(ctx, db).and_then(|()| reap(ctx, db)).and_then(|()| repair(ctx, db)) {
             Ok(()) if failing => {
                 failing = false;
-                eprintln!("ChatServer: MySQL is back; heartbeat resumed");
+                crate::info!("MySQL is back; storage and heartbeat resumed");
             }
             Ok(()) => {}
             Err(e) if !failing => {
                 failing = true;
-                eprintln!("ChatServer: heartbeat failed ({e}); retrying");
+                crate::warn!(
+                    "MySQL unavailable ({e}); requests that need it are answered errno 500 meanwhile; retrying"
+                );
             }
             Err(_) => {}
         }
@@ -81,7 +83,7 @@ fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
         let back = ctx.bus.server_dead(&dead).into_iter().filter(|m| m.keep).map(Delivery::from).collect();
         router::store_later(ctx, back);
         let users = release_server(ctx, db, &dead)?;
-        eprintln!("ChatServer: server {dead} stopped beating; {} of its users are offline now", users.len());
+        crate::warn!("server {dead} stopped beating; {} of its users are offline now", users.len());
     }
     let asked_at = Instant::now();
     let alive = db.run(|c| server::alive(c, ALIVE))?;
@@ -110,7 +112,7 @@ fn repair(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
             Ok(claimed)
         })?;
         if !claimed && let Some(conn) = ctx.registry.get(user) {
-            eprintln!("ChatServer: user {user} logged in elsewhere while this server was cut off; disconnecting here");
+            crate::info!("user {user} logged in elsewhere while this server was cut off; disconnecting here");
             ctx.remote.send(conn, Message::Replaced);
         }
     }

@@ -105,7 +105,7 @@ fn lower_priority() {
     // id given to setpriority(PRIO_PROCESS) names that one thread.
     let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICENESS) };
     if done != 0 {
-        eprintln!("job thread: cannot lower its priority: {}", std::io::Error::last_os_error());
+        crate::warn!("job thread: cannot lower its priority: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -125,7 +125,7 @@ fn work(queue: &Queue) {
         };
         // A bug in one job must not take a thread of the pool with it.
         if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            eprintln!("a job panicked; the server carries on");
+            crate::error!("a job panicked; the server carries on");
         }
     }
 }

@@ -86,7 +86,12 @@ impl LoginThrottle {
         entry.0 += 1;
         if entry.0 >= FREE_FAILURES {
             let doublings = (entry.0 - FREE_FAILURES).min(6);
-            entry.1 = now + (Duration::from_secs(1) * (1 << doublings)).min(MAX_WAIT);
+            let wait = (Duration::from_secs(1) * (1 << doublings)).min(MAX_WAIT);
+            entry.1 = now + wait;
+            let count = entry.0;
+            // Logged without the lock held: a slow stderr must not stall logins.
+            drop(failures);
+            super::events::login_throttled(id, count, wait);
         }
     }
 

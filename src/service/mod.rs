@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cmd;
 mod context;
 mod error;
+mod events;
 mod heartbeat;
 mod jobs;
 mod lanes;

@@ -66,11 +66,13 @@ pub fn error(errno: Errno) -> String {
 
 /// An ERROR (msgid 11) with a specific text.
 pub fn error_with(errno: Errno, msg: &str) -> String {
+    crate::stats::ERRORS.add(1);
     json!({"msgid": msgid::ERROR, "errno": errno.code(), "msg": msg}).to_string()
 }
 
 /// A failed ACK of kind `ack` (`errno` and `errmsg`).
 pub fn ack_error(ack: i64, errno: Errno, errmsg: &str) -> String {
+    crate::stats::ERRORS.add(1);
     json!({"msgid": ack, "errno": errno.code(), "errmsg": errmsg}).to_string()
 }
 

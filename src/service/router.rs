@@ -137,7 +137,7 @@ pub fn store_later(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
         ctx.lanes.spawn_on(lane, move || {
             let count = batch.len();
             if let Err(e) = store_on_lane(&job_ctx, batch, None) {
-                eprintln!("ChatServer: {count} messages could not be stored: {e}");
+                crate::error!("{count} messages could not be stored: {e}");
             }
         });
     }
@@ -276,7 +276,7 @@ pub fn reroute(ctx: &Arc<Ctx>, delivery: Delivery) {
     let job_ctx = Arc::clone(ctx);
     ctx.lanes.spawn(delivery.to, move || {
         if let Err(e) = route(&job_ctx, vec![delivery]) {
-            eprintln!("ChatServer: a message for an offline user could not be stored: {e}");
+            crate::error!("a message for an offline user could not be stored: {e}");
         }
     });
 }
@@ -346,7 +346,7 @@ impl Sink for BusSink {
             job_ctx.bus.announce(true, &job_ctx.registry.users());
             match job_ctx.db.run(|c| online::everyone(c, ALIVE)) {
                 Ok(entries) => job_ctx.bus.set_locations(entries),
-                Err(e) => eprintln!("ChatServer: cannot read who is online where ({e}); learning it from the bus"),
+                Err(e) => crate::warn!("cannot read who is online where ({e}); learning it from the bus"),
             }
         });
     }

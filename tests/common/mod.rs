@@ -63,7 +63,8 @@ pub const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/chat";
 pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long [`Client::recv`] and friends wait for a frame.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
-/// The line (prefix) the server prints on stdout once it accepts connections.
+/// What the server's log line says once it accepts connections, followed
+/// by the address (after the line's timestamp and level).
 pub const LISTENING_PREFIX: &str = "ChatServer listening on ";
 /// Test databases are named `chat_t_<pid>_<counter>_<nanos>`.
 pub const TEST_DB_PREFIX: &str = "chat_t_";
@@ -325,6 +326,41 @@ pub fn client_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ChatClient")
 }
 
+/// The parts of a server log line, `2026-11-26T10:00:00.123Z LEVEL text`:
+/// the timestamp, the level and the text; `None` for a line of another
+/// shape. The timestamp is checked field by field (RFC 3339, UTC, with
+/// milliseconds).
+pub fn log_line(line: &str) -> Option<(&str, &str, &str)> {
+    let (stamp, rest) = line.split_once(' ')?;
+    let (level, text) = rest.split_once(' ')?;
+    let b = stamp.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let shape = b.len() == 24
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && b[23] == b'Z';
+    let num = |r: std::ops::Range<usize>| stamp[r].parse::<u32>().unwrap_or(99);
+    let ranges = shape
+        && (1..=12).contains(&num(5..7))
+        && (1..=31).contains(&num(8..10))
+        && num(11..13) < 24
+        && num(14..16) < 60
+        && num(17..19) < 61;
+    let known = ["INFO", "WARN", "ERROR", "FATAL"].contains(&level);
+    (ranges && known).then_some((stamp, level, text))
+}
+
 /// A running `ChatServer` process. Dropping it kills it (SIGKILL) and reaps it.
 pub struct Server {
     /// Where it listens, from its "ChatServer listening on ..." line.
@@ -366,10 +402,13 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         // Both senders stop at EOF; the channel then reports "disconnected".
+        let tx_err = tx.clone();
         drain(stdout, output.clone(), move |line| {
             let _ = tx.send(line.to_string());
         });
-        let stderr_thread = drain(stderr, output.clone(), |_| {});
+        let stderr_thread = drain(stderr, output.clone(), move |line| {
+            let _ = tx_err.send(line.to_string());
+        });
 
         let mut server = Server { addr: SocketAddr::from(([0, 0, 0, 0], 0)), child, status: None, output };
         let deadline = Instant::now() + SERVER_START_TIMEOUT;
@@ -377,7 +416,8 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
+                    if let Some(at) = line.find(LISTENING_PREFIX) {
+                        let addr = &line[at + LISTENING_PREFIX.len()..];
                         server.addr =
                             addr.trim().parse().unwrap_or_else(|e| panic!("bad address in server line {line:?}: {e}"));
                         return server;

@@ -15,6 +15,7 @@ use crate::net::ConnId;
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
 use crate::service::message::{Delivery, Message};
+use crate::service::password::Verdict;
 use crate::service::protocol::{self, Errno, msgid};
 use crate::service::request::Secret;
 use crate::service::session::User;
@@ -45,7 +46,16 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         Secret::Password(password) => {
             // A missing id costs a hash check too, so timing does not tell.
             let stored = found.as_ref().map_or(ctx.dummy_hash.as_str(), |u| u.password.as_str());
-            password::verify(password, stored)
+            match password::check(password, stored)? {
+                Verdict::Wrong => false,
+                Verdict::Right => true,
+                // An original user's first login: their plaintext goes now
+                // (if this login goes no further, the hash still stands).
+                Verdict::RightReplaceWith(hash) => {
+                    ctx.db.run(|c| user::replace_password(c, id, stored, &hash))?;
+                    true
+                }
+            }
         }
         Secret::Token(text) => {
             let hash = token::digest(text);

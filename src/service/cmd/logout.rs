@@ -31,12 +31,12 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, Service
     // The session's resume token ends with it (a closed connection keeps
     // it: that is what it is for).
     if let Err(e) = ctx.db.run(|c| token::revoke(c, me.id)) {
-        eprintln!("ChatServer: user {} logged out, but their resume token is not yet revoked: {e}", me.id);
+        crate::warn!("user {} logged out, but their resume token is not yet revoked: {e}", me.id);
     }
     if ctx.registry.mark_leaving(me.id, conn, || {})
         && let Err(e) = leave(ctx, vec![Leaver { user: me.clone(), unsent: Vec::new(), tags: Vec::new() }])
     {
-        eprintln!("ChatServer: user {} logged out, but not yet marked offline: {e}", me.id);
+        crate::warn!("user {} logged out, but not yet marked offline: {e}", me.id);
     }
     Ok(Outcome { replies: Vec::new(), change: Some(SessionChange::LoggedOut) })
 }
@@ -133,7 +133,7 @@ impl LeaveQueue {
             };
             let count = batch.len();
             if let Err(e) = leave(&job_ctx, batch) {
-                eprintln!("ChatServer: {count} users could not be taken offline yet: {e}");
+                crate::warn!("{count} users could not be taken offline yet: {e}");
             }
         });
     }

@@ -22,7 +22,12 @@ use super::error::ServiceError;
 use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::session::User;
+use crate::log::Every;
 use crate::net::ConnId;
+
+/// Failed requests log one line per period: while MySQL is down every
+/// request fails, and the outage itself is logged by the heartbeat.
+static FAILED: Every = Every::new(std::time::Duration::from_secs(10));
 
 /// Who a request comes from.
 #[derive(Clone, Debug)]
@@ -88,16 +93,12 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
     result.unwrap_or_else(|e| match e {
         ServiceError::Busy => Outcome::reply(form.refusal(Errno::Busy)),
         e => {
-            eprintln!("request failed: {e}");
+            if let Some(skipped) = FAILED.ready() {
+                crate::warn!("a request failed: {e}{}", crate::log::also(skipped));
+            }
             Outcome::reply(form.refusal(Errno::Storage))
         }
     })
-}
-
-/// Errno 500 in the form the client waits for: the ACK of its request, or
-/// an ERROR for requests without one.
-pub fn storage_failure_reply(request: &Request) -> String {
-    refusal(request, Errno::Storage)
 }
 
 /// `errno` (500, 501: the request was not carried out) in the form the
@@ -107,11 +108,13 @@ pub fn refusal(request: &Request, errno: Errno) -> String {
 }
 
 /// How a request is answered: with its ACK (this msgid), or with an ERROR.
-#[derive(Clone, Copy)]
-struct ReplyForm(Option<i64>);
+/// Taken before the request is carried out, the reply built only when
+/// needed (each one built counts as an error sent, in the stats line).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyForm(Option<i64>);
 
 impl ReplyForm {
-    fn of(request: &Request) -> ReplyForm {
+    pub fn of(request: &Request) -> ReplyForm {
         ReplyForm(match request {
             Request::Login { .. } => Some(msgid::LOGIN_ACK),
             Request::Register { .. } => Some(msgid::REG_ACK),
@@ -122,7 +125,8 @@ impl ReplyForm {
         })
     }
 
-    fn refusal(self, errno: Errno) -> String {
+    /// `errno` (500, 501: the request was not carried out) in this form.
+    pub fn refusal(self, errno: Errno) -> String {
         match self.0 {
             Some(ack) => protocol::ack_error(ack, errno, errno.text()),
             None => protocol::error(errno),
