@@ -107,7 +107,9 @@ fn run(config: ServerConfig) -> Result<(), String> {
         config.net.threads
     );
     info!("ChatServer listening on {addr}");
-    server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string())?;
+    // However the loops end, the users are released and what is queued is
+    // stored before the error (if any) is reported.
+    let ran = server.run(Arc::clone(&service), remote, stop).map_err(|e| e.to_string());
 
     stats.stop();
     heartbeat.stop();
@@ -121,7 +123,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
     service.store_unacknowledged(bus.drain(SHUTDOWN_DRAIN));
     bus.stop();
     info!("ChatServer stopped; {} users marked offline", marked?);
-    Ok(())
+    ran
 }
 
 /// Makes glibc serve blocks of 128 KiB and more with mmap, so argon2's

@@ -170,8 +170,9 @@ impl<H: Handler> EventLoop<H> {
         })
     }
 
-    /// Runs until a `Shutdown` task arrives.
-    pub(super) fn run(mut self) {
+    /// Runs until a `Shutdown` task arrives; an error when the loop could
+    /// not go on (it stopped the server).
+    pub(super) fn run(mut self) -> std::io::Result<()> {
         super::remote::set_current_worker(self.index);
         // A loop that dies leaves its connections and inbox unserved (and
         // the others stopped once its inbox passes the mark): stop it all.
@@ -199,7 +200,7 @@ impl<H: Handler> EventLoop<H> {
                     crate::error!("worker {}: epoll_wait failed: {e}; stopping the server", self.index);
                     self.stop.stop();
                     self.shutdown();
-                    return;
+                    return Err(e);
                 }
             };
             self.now = Instant::now();
@@ -243,7 +244,7 @@ impl<H: Handler> EventLoop<H> {
             self.handler.turn_end();
             if stop {
                 self.shutdown();
-                return;
+                return Ok(());
             }
             if self.now.duration_since(last_sweep) >= SWEEP_EVERY {
                 last_sweep = self.now;

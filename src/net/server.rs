@@ -98,8 +98,14 @@ impl Server {
             remote.post(index, Task::Shutdown);
         }
         for worker in workers {
-            if worker.join().is_err() {
-                crate::error!("a worker thread panicked during shutdown");
+            let failed = match worker.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => NetError::Io(e),
+                Err(_) => NetError::Io(std::io::Error::other("a worker loop panicked")),
+            };
+            // The first failure is the one reported; the server stops anyway.
+            if result.is_ok() {
+                result = Err(failed);
             }
         }
         result
