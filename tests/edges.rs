@@ -48,12 +48,13 @@ fn read_to_close(client: &Client) -> Vec<Value> {
             "reading what the server sent before closing: {e}"
         );
     }
-    let complete = bytes.iter().rposition(|&b| b == 0).map_or(0, |end| end + 1);
-    bytes[..complete]
-        .split(|&b| b == 0)
-        .filter(|f| !f.is_empty())
-        .map(|f| serde_json::from_slice(f).expect("a JSON frame"))
-        .collect()
+    let mut frames = Vec::new();
+    let fed = chatserver::net::FrameDecoder::new(64 << 20).feed(&bytes, |frame| {
+        frames.push(serde_json::from_slice(frame).expect("a JSON frame"));
+        true
+    });
+    assert!(fed.is_ok(), "a frame over 64 MiB");
+    frames
 }
 
 /// The numbers of the `n<i>-...` chat messages among `frames`.

@@ -69,6 +69,12 @@ impl FrameDecoder {
         }
     }
 
+    /// The bytes of an unfinished frame kept from earlier reads (for a
+    /// reader that reports what a stream ended in).
+    pub fn pending(&self) -> &[u8] {
+        &self.partial
+    }
+
     /// Feeds newly read bytes and calls `on_frame` with each complete,
     /// non-empty frame, in order. `on_frame` returns false to stop early (the
     /// connection is closing; the rest is dropped).

@@ -44,7 +44,7 @@
 // dead-code warning (an error under `-D warnings`).
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -54,6 +54,7 @@ use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use chatserver::net::FrameDecoder;
 use mysql::prelude::{FromRow, Queryable};
 use serde_json::{Value, json};
 
@@ -569,13 +570,19 @@ enum ReadEnd {
 
 /// A blocking protocol client: JSON objects terminated by NUL.
 ///
-/// Frames are cut at NUL bytes; several frames in one read and one frame
-/// over many reads are both handled (extra bytes are kept for the next call).
+/// Frames are found by the server's own `net::FrameDecoder`; several frames
+/// in one read and one frame over many reads are both handled.
 pub struct Client {
     stream: TcpStream,
-    buf: Vec<u8>,
+    /// Frame boundaries, and the unfinished tail of the last read.
+    decoder: FrameDecoder,
+    /// Frames read but not yet asked for.
+    frames: VecDeque<Vec<u8>>,
     peer: SocketAddr,
 }
+
+/// Largest frame a test reads: a LOGIN_ACK with many stored messages.
+const MAX_FRAME: usize = 64 << 20;
 
 impl Client {
     /// Connects (within 10 s) with TCP_NODELAY set.
@@ -584,7 +591,7 @@ impl Client {
             .unwrap_or_else(|e| panic!("cannot connect to ChatServer at {addr}: {e}"));
         stream.set_nodelay(true).expect("set TCP_NODELAY");
         stream.set_write_timeout(Some(RECV_TIMEOUT)).expect("set write timeout");
-        Client { stream, buf: Vec::new(), peer: addr }
+        Client { stream, decoder: FrameDecoder::new(MAX_FRAME), frames: VecDeque::new(), peer: addr }
     }
 
     /// The socket, e.g. for `shutdown` or local_addr.
@@ -622,14 +629,12 @@ impl Client {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
-    /// Next NUL-terminated frame, a read timeout, or the end of the stream.
+    /// Next frame, a read timeout, or the end of the stream.
     fn read_frame(&mut self, timeout: Duration) -> ReadEnd {
         let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            if let Some(nul) = self.buf.iter().position(|&b| b == 0) {
-                let frame = self.buf[..nul].to_vec();
-                self.buf.drain(..=nul);
+            if let Some(frame) = self.frames.pop_front() {
                 return ReadEnd::Frame(frame);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -639,7 +644,14 @@ impl Client {
             self.stream.set_read_timeout(Some(left)).expect("set read timeout");
             match self.stream.read(&mut chunk) {
                 Ok(0) => return ReadEnd::Closed(self.closed_text("EOF")),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    let frames = &mut self.frames;
+                    let fed = self.decoder.feed(&chunk[..n], |frame| {
+                        frames.push_back(frame.to_vec());
+                        true
+                    });
+                    assert!(fed.is_ok(), "{} sent a frame over {MAX_FRAME} bytes", self.peer);
+                }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {}
                     io::ErrorKind::Interrupted => {}
@@ -653,12 +665,13 @@ impl Client {
     }
 
     fn closed_text(&self, how: &str) -> String {
-        if self.buf.is_empty() {
+        let tail = self.decoder.pending();
+        if tail.is_empty() {
             format!("connection closed by server ({how})")
         } else {
             format!(
                 "connection closed by server ({how}) after an unterminated frame: {:?}",
-                String::from_utf8_lossy(&self.buf)
+                String::from_utf8_lossy(tail)
             )
         }
     }
@@ -759,7 +772,7 @@ impl Client {
                 ReadEnd::Frame(frame) => frames
                     .push(serde_json::from_slice(&frame).unwrap_or_else(|_| json!(String::from_utf8_lossy(&frame)))),
                 ReadEnd::Closed(_) => {
-                    self.buf.clear();
+                    self.decoder = FrameDecoder::new(MAX_FRAME);
                     return frames;
                 }
                 ReadEnd::Timeout => panic!(

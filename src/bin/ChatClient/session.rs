@@ -28,7 +28,7 @@ use super::command::{self, Command, CommandError};
 use super::format;
 use super::roster::{Person, Roster};
 use super::term::{self, Input};
-use super::wire::{self, FrameDecoder, FrameTooLarge};
+use super::wire::{self, JsonStream, ValueTooLarge};
 use chatserver::service::clock;
 
 /// How long the client waits for the server to answer a request.
@@ -254,7 +254,7 @@ fn read_server(mut stream: TcpStream, conn: &Connection, target: &Target, acks: 
 
 /// Reads and routes frames until the connection ends.
 fn read_frames(stream: &mut TcpStream, acks: &Sender<Handover>, shared: &Shared) {
-    let mut decoder = FrameDecoder::default();
+    let mut decoder = JsonStream::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf) {
@@ -267,7 +267,7 @@ fn read_frames(stream: &mut TcpStream, acks: &Sender<Handover>, shared: &Shared)
             let frame = match decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(FrameTooLarge) => term::finish(
+                Err(ValueTooLarge) => term::finish(
                     &format!("[ERROR]: the server sent a message over {} MiB; disconnecting", wire::MAX_FRAME >> 20),
                     1,
                 ),
@@ -337,7 +337,7 @@ fn resume(mut stream: TcpStream, id: i64, token: &str) -> Result<(TcpStream, Val
     let _ = stream.set_nodelay(true);
     stream.set_read_timeout(Some(RESUME_TIMEOUT)).map_err(|_| None)?;
     stream.write_all(&wire::encode(&json!({ "msgid": wire::LOGIN, "id": id, "token": token }))).map_err(|_| None)?;
-    let mut decoder = FrameDecoder::default();
+    let mut decoder = JsonStream::default();
     let mut buf = vec![0u8; 64 * 1024];
     let ack = 'read: loop {
         let n = match stream.read(&mut buf) {

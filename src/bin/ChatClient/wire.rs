@@ -39,7 +39,7 @@ pub fn parse_frame(frame: &[u8]) -> Option<Value> {
 
 /// The peer sent more than [`MAX_FRAME`] bytes without ending a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameTooLarge;
+pub struct ValueTooLarge;
 
 /// Splits a byte stream into JSON values, whatever the TCP segmentation and
 /// whatever ends them: this server's NUL, a newline, or nothing at all (the
@@ -47,8 +47,11 @@ pub struct FrameTooLarge;
 /// finds where each top-level object or array ends by following its
 /// brackets and strings, so each byte is looked at once however the value
 /// is split over reads; the value itself is then parsed by serde_json.
+/// (Not `net::FrameDecoder`, which needs a terminator the original never
+/// sends: this reads JSON values, of which NUL-terminated frames are one
+/// case.)
 #[derive(Debug, Default)]
-pub struct FrameDecoder {
+pub struct JsonStream {
     buf: Vec<u8>,
     /// Bytes of `buf` before this are done with (handed out or skipped).
     done: usize,
@@ -63,7 +66,7 @@ pub struct FrameDecoder {
     escaped: bool,
 }
 
-impl FrameDecoder {
+impl JsonStream {
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
@@ -72,7 +75,7 @@ impl FrameDecoder {
     /// and anything that cannot start an object or array are skipped; a NUL
     /// (never part of JSON text) inside a value ends it as broken, so the
     /// stream finds its feet again at the next frame.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameTooLarge> {
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ValueTooLarge> {
         while let Some(&byte) = self.buf.get(self.pos) {
             self.pos += 1;
             let Some(start) = self.start else {
@@ -117,7 +120,7 @@ impl FrameDecoder {
         self.start = self.start.map(|start| start - self.done);
         self.done = 0;
         if self.buf.len() > MAX_FRAME {
-            return Err(FrameTooLarge);
+            return Err(ValueTooLarge);
         }
         Ok(None)
     }
@@ -137,7 +140,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn frames(decoder: &mut FrameDecoder) -> Vec<String> {
+    fn frames(decoder: &mut JsonStream) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(frame) = decoder.next_frame().unwrap() {
             out.push(String::from_utf8(frame).unwrap());
@@ -158,7 +161,7 @@ mod tests {
 
     #[test]
     fn several_frames_in_one_read() {
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         d.push(b"{\"msgid\":17}\0{\"msgid\":6}\0{\"a\"");
         assert_eq!(frames(&mut d), vec!["{\"msgid\":17}", "{\"msgid\":6}"]);
         d.push(b":1}\0");
@@ -168,7 +171,7 @@ mod tests {
     #[test]
     fn one_frame_over_many_reads() {
         let whole = b"{\"msgid\":6,\"msg\":\"hello\"}\0";
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         let mut got = Vec::new();
         for byte in whole {
             d.push(&[*byte]);
@@ -179,7 +182,7 @@ mod tests {
 
     #[test]
     fn empty_frames_are_skipped_and_newline_ends_a_frame() {
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         d.push(b"\0\0{\"x\":1}\r\n\n{\"y\":2}\0");
         assert_eq!(frames(&mut d), vec!["{\"x\":1}", "{\"y\":2}"]);
     }
@@ -187,7 +190,7 @@ mod tests {
     #[test]
     fn unterminated_and_back_to_back_objects() {
         // As the original C++ server writes them: nothing after each.
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         d.push(b"{\"errno\":0,\"id\":1552,\"msgid\":5}");
         assert_eq!(frames(&mut d), vec!["{\"errno\":0,\"id\":1552,\"msgid\":5}"]);
         d.push(b"{\"a\":{\"b\":[1,{}]}}{\"c\":\"}{\\\"\"}{\"d\"");
@@ -198,7 +201,7 @@ mod tests {
 
     #[test]
     fn garbage_is_skipped_and_a_broken_frame_ends_at_its_nul() {
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         d.push(b"garbage 12 \"s\" {\"ok\":1}{\"broken\":\0{\"x\":\"a\nb\"}{\"after\":2}");
         assert_eq!(frames(&mut d), vec!["{\"ok\":1}", "{\"after\":2}"]);
         // What was looked at is not kept.
@@ -207,10 +210,10 @@ mod tests {
 
     #[test]
     fn runaway_frame_is_an_error() {
-        let mut d = FrameDecoder::default();
+        let mut d = JsonStream::default();
         d.push(b"{\"x\":\"");
         d.push(&vec![b'x'; MAX_FRAME]);
-        assert_eq!(d.next_frame(), Err(FrameTooLarge));
+        assert_eq!(d.next_frame(), Err(ValueTooLarge));
     }
 
     #[test]
