@@ -88,6 +88,25 @@ build() {
     done
     [[ ${#copied[@]} -gt 0 ]] || die "no target/release/Chat* executables after the build"
     log "built: ${copied[*]}"
+    build_limit_relay
+}
+
+# The raw C relay ChatBench compares the server with (`--relay limit`), from
+# ../shared when it is there; built as its README says. Optional: only the
+# benchmarks use it.
+build_limit_relay() {
+    local src="$ROOT/../shared/limit-relay/relay.c"
+    [[ -f "$src" ]] || return 0
+    if ! command -v gcc >/dev/null; then
+        log "gcc not found: bin/limit-relay not built (ChatBench --relay limit needs it)"
+        return 0
+    fi
+    if gcc -O2 -Wall -Wextra -pthread -o "$BIN_DIR/.limit-relay.tmp" "$src"; then
+        mv -f "$BIN_DIR/.limit-relay.tmp" "$BIN_DIR/limit-relay"
+        log "built: bin/limit-relay (from ../shared/limit-relay)"
+    else
+        log "bin/limit-relay did not build (errors above); ChatBench --relay limit needs it"
+    fi
 }
 
 check_fmt() {

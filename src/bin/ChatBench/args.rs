@@ -29,7 +29,10 @@ modes (each run against the raw relay and the ChatServer, figures side by side):
 options:
   --addr HOST:PORT       the ChatServer to measure (leave out to run the relay alone)
   --addr2 HOST:PORT      a second ChatServer: the far side of each pair (half a group) connects there
-  --relay spawn|none|HOST:PORT   the raw relay baseline (default spawn: a `ChatBench relay-server` child)
+  --relay spawn|limit[:PATH]|none|HOST:PORT
+                         the raw relay baseline (default spawn: a `ChatBench relay-server` child;
+                         limit: ../shared/limit-relay, built by ./autobuild.sh as bin/limit-relay
+                         beside ChatBench, started as a child)
   --relay-threads N      worker loops of a spawned relay (default 2; match the server's --threads)
   --server-pid P         ChatServer pid for CPU and memory (repeat for --addr2; default: found by port);
                          failover: the pid of the server at --addr, which it kills
@@ -76,6 +79,9 @@ impl Mode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RelayChoice {
     Spawn,
+    /// `../shared/limit-relay` built as `bin/limit-relay` (or the path
+    /// given), started as a child.
+    Limit(Option<PathBuf>),
     None,
     At(SocketAddr),
 }
@@ -183,6 +189,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--relay" => {
                 o.relay = match iter.next() {
                     Some("spawn") => RelayChoice::Spawn,
+                    Some("limit") => RelayChoice::Limit(None),
+                    Some(path) if path.starts_with("limit:") => RelayChoice::Limit(Some(PathBuf::from(&path[6..]))),
                     Some("none") => RelayChoice::None,
                     other => RelayChoice::At(address(flag, other)?),
                 }

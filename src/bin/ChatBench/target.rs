@@ -2,7 +2,8 @@
 //! process, or given by address) and the ChatServer under test.
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,44 @@ impl Target {
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| format!("the relay did not start (it printed {:?}, {read} bytes)", line.trim()))?;
         guard._stdout = Some(reader);
+        Ok(Target { kind: Kind::Relay, addr, addr2: None, pids: vec![pid], redis_pid: None, _child: Some(guard) })
+    }
+
+    /// Starts the C relay (`PATH PORT THREADS`, by default `limit-relay`
+    /// beside this executable) on a free port and waits until it accepts.
+    pub fn spawn_limit_relay(path: Option<&Path>, threads: usize) -> Result<Target, String> {
+        let exe = match path {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let me = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+                me.with_file_name("limit-relay")
+            }
+        };
+        // A port free a moment ago; the relay refuses one in use, so a race
+        // is an error, not a wrong measurement.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .port();
+        let child = Command::new(&exe)
+            .args([port.to_string(), threads.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start {} (./autobuild.sh builds it from ../shared/limit-relay): {e}", exe.display())
+            })?;
+        let pid = child.id();
+        let mut guard = RelayChild { child, _stdout: None };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() >= deadline || guard.child.try_wait().ok().flatten().is_some() {
+                return Err(format!("{} did not start listening on {addr}", exe.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(Target { kind: Kind::Relay, addr, addr2: None, pids: vec![pid], redis_pid: None, _child: Some(guard) })
     }
 

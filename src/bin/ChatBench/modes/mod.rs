@@ -210,6 +210,7 @@ pub fn run(o: &Options) -> Result<(), String> {
     let mut targets = Vec::new();
     match &o.relay {
         RelayChoice::Spawn => targets.push(Target::spawn_relay(o.relay_threads)?),
+        RelayChoice::Limit(path) => targets.push(Target::spawn_limit_relay(path.as_deref(), o.relay_threads)?),
         RelayChoice::At(addr) => targets.push(Target::relay_at(*addr, o.relay_pid)),
         RelayChoice::None => {}
     }
