@@ -105,18 +105,19 @@ fn friends_are_one_way_listed_by_id_and_added_once() {
     assert!(friend::add(&mut conn, a, c).unwrap());
     assert!(friend::add(&mut conn, a, b).unwrap());
     assert!(!friend::add(&mut conn, a, b).unwrap());
+    let (friends_of_a, followers_of_a) = friend::both_ways(&mut conn, a).unwrap();
     assert_eq!(
-        friend::list(&mut conn, a).unwrap(),
+        friends_of_a,
         [
             Friend { id: b, name: "b".into(), state: State::Online },
             Friend { id: c, name: "c".into(), state: State::Offline },
         ]
     );
+    assert!(followers_of_a.is_empty());
     // One-way: b did not add a.
-    assert!(friend::list(&mut conn, b).unwrap().is_empty());
-    assert_eq!(friend::added_by(&mut conn, b).unwrap(), [a]);
+    assert_eq!(friend::both_ways(&mut conn, b).unwrap(), (vec![], vec![a]));
     assert!(friend::add(&mut conn, c, b).unwrap());
-    assert_eq!(friend::added_by(&mut conn, b).unwrap(), [a, c]);
+    assert_eq!(friend::both_ways(&mut conn, b).unwrap(), (vec![], vec![a, c]));
 }
 
 #[test]

@@ -23,19 +23,25 @@ pub fn add(conn: &mut impl Queryable, userid: i32, friendid: i32) -> Result<bool
     }
 }
 
-/// Everyone `userid` added, with name and state, by friend id.
-pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<Friend>, DbError> {
-    let rows: Vec<(i32, String, String)> = conn.exec(
-        "SELECT u.id, u.name, u.state FROM friend f JOIN user u ON u.id = f.friendid \
-         WHERE f.userid = ? ORDER BY f.friendid",
-        (userid,),
+/// Both directions of one user's friendships, in one query: whom they
+/// added (with name and state, by id) and who added them (told of their
+/// presence), by id.
+pub fn both_ways(conn: &mut impl Queryable, userid: i32) -> Result<(Vec<Friend>, Vec<i32>), DbError> {
+    let rows: Vec<(u8, i32, String, String)> = conn.exec(
+        "SELECT 0, u.id, u.name, u.state FROM friend f JOIN user u ON u.id = f.friendid WHERE f.userid = ? \
+         UNION ALL SELECT 1, f.userid, '', 'offline' FROM friend f WHERE f.friendid = ? \
+         ORDER BY 1, 2",
+        (userid, userid),
     )?;
-    rows.into_iter().map(|(id, name, state)| Ok(Friend { id, name, state: State::from_column(state)? })).collect()
-}
-
-/// Ids of the users who added `friendid`: those told of its presence.
-pub fn added_by(conn: &mut impl Queryable, friendid: i32) -> Result<Vec<i32>, DbError> {
-    Ok(conn.exec("SELECT userid FROM friend WHERE friendid = ? ORDER BY userid", (friendid,))?)
+    let (mut friends, mut followers) = (Vec::new(), Vec::new());
+    for (added_by, id, name, state) in rows {
+        if added_by == 1 {
+            followers.push(id);
+        } else {
+            friends.push(Friend { id, name, state: State::from_column(state)? });
+        }
+    }
+    Ok((friends, followers))
 }
 
 /// Ids per `IN (...)`, well under any placeholder limit.

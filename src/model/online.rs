@@ -28,7 +28,10 @@ pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Durati
 /// Claims `userid` for `server` whoever holds them (a takeover); run it
 /// under the user's row lock.
 pub fn take(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
-    conn.exec_drop("REPLACE INTO online (userid, server) VALUES (?, ?)", (userid, server))?;
+    conn.exec_drop(
+        "INSERT INTO online (userid, server) VALUES (?, ?) ON DUPLICATE KEY UPDATE server = VALUES(server)",
+        (userid, server),
+    )?;
     conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (userid,))?;
     Ok(())
 }

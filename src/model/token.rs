@@ -10,17 +10,20 @@ use crate::db::DbError;
 /// (a new session replaces the old one's token).
 pub fn replace(conn: &mut impl Queryable, userid: i32, hash: &[u8], ttl: Duration) -> Result<(), DbError> {
     conn.exec_drop(
-        "REPLACE INTO token (userid, hash, expires) VALUES (?, ?, NOW() + INTERVAL ? SECOND)",
+        "INSERT INTO token (userid, hash, expires) VALUES (?, ?, NOW() + INTERVAL ? SECOND) \
+         ON DUPLICATE KEY UPDATE hash = VALUES(hash), expires = VALUES(expires)",
         (userid, hash, ttl.as_secs()),
     )?;
     Ok(())
 }
 
-/// Whether `hash` is the user's token and has not expired.
-pub fn valid(conn: &mut impl Queryable, userid: i32, hash: &[u8]) -> Result<bool, DbError> {
-    let found: Option<i32> =
-        conn.exec_first("SELECT userid FROM token WHERE userid = ? AND hash = ? AND expires > NOW()", (userid, hash))?;
-    Ok(found.is_some())
+/// The user's name if `hash` is their token and has not expired.
+pub fn holder_name(conn: &mut impl Queryable, userid: i32, hash: &[u8]) -> Result<Option<String>, DbError> {
+    Ok(conn.exec_first(
+        "SELECT u.name FROM token t JOIN user u ON u.id = t.userid \
+         WHERE t.userid = ? AND t.hash = ? AND t.expires > NOW()",
+        (userid, hash),
+    )?)
 }
 
 /// Revokes the user's token (LOGOUT).

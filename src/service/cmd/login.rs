@@ -41,12 +41,12 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         let why = format!("too many failed logins; try again in {secs} s");
         return refuse(Errno::Invalid, &why);
     }
-    let found = ctx.db.run(|c| user::find(c, id))?;
-    let proven = match secret {
+    let name = match secret {
         Secret::Password(password) => {
+            let found = ctx.db.run(|c| user::find(c, id))?;
             // A missing id costs a hash check too, so timing does not tell.
             let stored = found.as_ref().map_or(ctx.dummy_hash.as_str(), |u| u.password.as_str());
-            match password::check(password, stored)? {
+            let proven = match password::check(password, stored)? {
                 Verdict::Wrong => false,
                 Verdict::Right => true,
                 // An original user's first login: their plaintext goes now
@@ -55,19 +55,18 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
                     ctx.db.run(|c| user::replace_password(c, id, stored, &hash))?;
                     true
                 }
-            }
+            };
+            found.filter(|_| proven).map(|u| u.name)
         }
-        Secret::Token(text) => {
-            let hash = token::digest(text);
-            found.is_some() && ctx.db.run(|c| model::token::valid(c, id, &hash))?
-        }
+        // One query: the user's name if the token is theirs and valid.
+        Secret::Token(text) => ctx.db.run(|c| model::token::holder_name(c, id, &token::digest(text)))?,
     };
-    let Some(found) = found.filter(|_| proven) else {
+    let Some(name) = name else {
         ctx.throttle.failed(id, Instant::now());
         return Ok(invalid());
     };
     ctx.throttle.succeeded(id);
-    let me = User { id, name: Arc::from(found.name.as_str()) };
+    let me = User { id, name: Arc::from(name.as_str()) };
     let (fresh, fresh_hash) = token::issue().ok_or(ServiceError::Hash)?;
 
     // A token proves a session of this user's own: it takes over wherever
@@ -164,11 +163,12 @@ fn go_online(
         online::take(&mut tx, id, &ctx.server_id)?;
         entry.place();
         model::token::replace(&mut tx, id, token_hash, ctx.token_ttl)?;
+        let (friends, followers) = friend::both_ways(&mut tx, id)?;
         let loaded = Loaded {
-            friends: friend::list(&mut tx, id)?,
+            friends,
             groups: group::list_for_user(&mut tx, id)?,
             offline: offline_message::list(&mut tx, id)?,
-            followers: friend::added_by(&mut tx, id)?,
+            followers,
         };
         tx.commit()?;
         Ok(Some((loaded, holder.filter(|h| *h != ctx.server_id))))
