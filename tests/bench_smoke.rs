@@ -59,9 +59,16 @@ fn run_bench(args: &[&str]) -> (bool, String, String) {
     (status.success(), out, err)
 }
 
+/// Held by each measured bench run; see [`summary_of`].
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs ChatBench with `args` (which include `--json`), asserts it
 /// succeeded, and returns its JSON summary.
 fn summary_of(args: &[&str]) -> Value {
+    // One run at a time: each one keeps both cores busy, and a server's
+    // password checks, which by design yield to chat, would then make no
+    // progress beside another test's run.
+    let _alone = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (ok, out, err) = run_bench(args);
     assert!(ok, "ChatBench {args:?} failed; stdout:\n{out}\nstderr:\n{err}");
     let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON line in:\n{out}"));
@@ -167,8 +174,16 @@ fn login_storm_reports_logins_and_chat_latency_with_and_without() {
 
 #[test]
 fn login_storm_measures_a_group_alone_and_during() {
-    let s = smoke(&["login", "--users", "4", "--conc", "2", "--during-fanout", "3", "--secs", "4"]);
-    positive(&s, "logins_per_s");
+    // Token logins: group chat keeps the cores busy, and password checks,
+    // which by design yield to it, could make no progress in a short run
+    // on a machine loaded by the other tests.
+    let s =
+        smoke_with_notes(&["login", "--users", "4", "--conc", "2", "--during-fanout", "3", "--secs", "4", "--token"]);
+    // As in the token test: a quick next login may find the user not yet
+    // taken offline, and moves on to the next user.
+    let problems: Vec<String> = notes(&s).into_iter().filter(|n| !n.contains("already logged in")).collect();
+    assert!(problems.is_empty(), "the run reported problems: {s}");
+    positive(&s, "token_logins_per_s");
     for key in [
         "fanout_alone_deliveries_per_s",
         "fanout_during_deliveries_per_s",
