@@ -83,10 +83,7 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_what_it_missed_
     // cap, so only the send timeout can end this connection.
     let pad = "x".repeat(1000);
     let started = Instant::now();
-    for i in 0..COUNT {
-        sender.send_chat(reader_id, &format!("n{i}-{pad}"));
-    }
-    sender.ping();
+    send_numbered(&mut sender, reader_id, COUNT, &pad);
     wait_user_state(&db, reader_id, "offline");
     assert!(started.elapsed() >= Duration::from_secs(2), "cut before the send timeout");
 
@@ -94,13 +91,7 @@ fn a_client_that_stops_reading_is_cut_after_the_send_timeout_and_what_it_missed_
     // every message once, in order.
     let mut got = numbers(read_to_close(&reader));
     assert!((got.len() as u32) < COUNT, "the reader got everything live; nothing was stalled");
-    let live = got.len();
-    let mut back = Client::connect(server.addr);
-    got.extend(numbers_with_acks(vec![back.login_ok(reader_id, PW)]));
-    assert!(got.len() > live, "nothing was stored for the cut reader");
-    while got.len() < COUNT as usize {
-        got.extend(numbers([back.recv_msgid(6)]));
-    }
+    login_and_collect(&mut Client::connect(server.addr), reader_id, &mut got, COUNT);
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
 }
 
@@ -219,10 +210,7 @@ fn stored_messages_past_the_login_acks_bound_follow_it_in_order_and_are_deleted(
     let (away, _) = common::offline_user(server.addr, "big-r", PW);
     // 40 messages of 50 KB: 2 MB stored, twice what one LOGIN_ACK carries.
     let pad = "y".repeat(50_000);
-    for i in 0..COUNT {
-        sender.send_chat(away, &format!("n{i}-{pad}"));
-    }
-    sender.ping();
+    send_numbered(&mut sender, away, COUNT, &pad);
     common::wait_offline_count(&db, away, i64::from(COUNT));
 
     let mut back = Client::connect(server.addr);
@@ -255,6 +243,24 @@ fn numbers_with_acks(frames: Vec<Value>) -> Vec<u32> {
     numbers(all)
 }
 
+/// Sends `count` messages `n<i>-<pad>` to `to`, then a PING: once it is
+/// answered, every one of them was handled.
+fn send_numbered(sender: &mut Client, to: i64, count: u32, pad: &str) {
+    for i in 0..count {
+        sender.send_chat(to, &format!("n{i}-{pad}"));
+    }
+    sender.ping();
+}
+
+/// Logs `id` in on `c` and adds to `got` the numbered messages that come:
+/// those in the LOGIN_ACK, then those after it, until there are `count`.
+fn login_and_collect(c: &mut Client, id: i64, got: &mut Vec<u32>, count: u32) {
+    got.extend(numbers_with_acks(vec![c.login_ok(id, PW)]));
+    while got.len() < count as usize {
+        got.extend(numbers([c.recv_msgid(6)]));
+    }
+}
+
 #[test]
 fn a_login_cut_off_while_its_stored_messages_go_out_loses_and_repeats_none() {
     const COUNT: u32 = 40;
@@ -264,10 +270,7 @@ fn a_login_cut_off_while_its_stored_messages_go_out_loses_and_repeats_none() {
     let (away, _) = common::offline_user(server.addr, "cut-r", PW);
     // 2 MB stored: a LOGIN_ACK of 1 MiB and frames after it.
     let pad = "y".repeat(50_000);
-    for i in 0..COUNT {
-        sender.send_chat(away, &format!("n{i}-{pad}"));
-    }
-    sender.ping();
+    send_numbered(&mut sender, away, COUNT, &pad);
     common::wait_offline_count(&db, away, i64::from(COUNT));
 
     // A login that does not read: cut after the send timeout, in the
@@ -281,11 +284,7 @@ fn a_login_cut_off_while_its_stored_messages_go_out_loses_and_repeats_none() {
 
     // The next login brings exactly the rest.
     let mut back = Client::connect(server.addr);
-    let ack = back.login_ok(away, PW);
-    got.extend(numbers_with_acks(vec![ack]));
-    while got.len() < COUNT as usize {
-        got.extend(numbers([back.recv_msgid(6)]));
-    }
+    login_and_collect(&mut back, away, &mut got, COUNT);
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
     back.ping();
     common::wait_offline_count(&db, away, 0);
@@ -301,10 +300,7 @@ fn what_a_user_missed_before_logging_out_stays_theirs_when_another_logs_in_on_th
     let (second, _) = common::offline_user(server.addr, "mix-b", PW);
     small_receive_buffer(&shared);
     let pad = "x".repeat(1000);
-    for i in 0..COUNT {
-        sender.send_chat(first, &format!("n{i}-{pad}"));
-    }
-    sender.ping();
+    send_numbered(&mut sender, first, COUNT, &pad);
     // The first user leaves with most of that still unsent; the second logs
     // in on the same connection, which then stalls and is cut.
     shared.logout();
@@ -316,10 +312,6 @@ fn what_a_user_missed_before_logging_out_stays_theirs_when_another_logs_in_on_th
 
     // Nothing of the first user's went to the second; all of it is theirs.
     assert_eq!(common::offline_count(&db, second), 0, "the first user's messages were stored for the second");
-    let mut back = Client::connect(server.addr);
-    got.extend(numbers_with_acks(vec![back.login_ok(first, PW)]));
-    while got.len() < COUNT as usize {
-        got.extend(numbers([back.recv_msgid(6)]));
-    }
+    login_and_collect(&mut Client::connect(server.addr), first, &mut got, COUNT);
     assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
 }
