@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod id_map;
 pub mod log;
 pub mod model;
 pub mod msgid;

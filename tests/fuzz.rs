@@ -431,7 +431,7 @@ enum Expect {
     /// An object with an integer msgid the server does not serve: 101.
     Unknown,
     /// A request the server must accept, as this one.
-    Accept(Request),
+    Accept(Request<'static>),
 }
 
 fn oracle(frame: &[u8]) -> Expect {
@@ -449,7 +449,7 @@ fn oracle(frame: &[u8]) -> Expect {
             .map(|(id, password)| Request::Login { id, secret: Secret::Password(password) }),
         3 => Some(Request::Logout),
         4 => string("name").zip(string("password")).map(|(name, password)| Request::Register { name, password }),
-        6 => int("toid").zip(string("msg")).map(|(toid, msg)| Request::OneChat { toid, msg }),
+        6 => int("toid").zip(string("msg")).map(|(toid, msg)| Request::OneChat { toid, msg: msg.into() }),
         7 => int("friendid").map(|friendid| Request::AddFriend { friendid }),
         8 => {
             let desc = match obj.get("groupdesc") {
@@ -460,7 +460,7 @@ fn oracle(frame: &[u8]) -> Expect {
             string("groupname").zip(desc).map(|(name, desc)| Request::CreateGroup { name, desc })
         }
         9 => int("groupid").map(|groupid| Request::AddGroup { groupid }),
-        10 => int("groupid").zip(string("msg")).map(|(groupid, msg)| Request::GroupChat { groupid, msg }),
+        10 => int("groupid").zip(string("msg")).map(|(groupid, msg)| Request::GroupChat { groupid, msg: msg.into() }),
         16 => Some(Request::Ping),
         _ => return Expect::Unknown,
     };

@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 
+use crate::id_map::IdMap;
+
 #[derive(Default)]
 pub struct Locations {
     /// user -> server id.
-    users: RwLock<HashMap<i32, Arc<str>>>,
+    users: RwLock<IdMap<Arc<str>>>,
     /// Every server id heard of, shared by the entries, with when it was
     /// first heard of: a server unknown to an older heartbeat read is not
     /// dead, only new.
@@ -59,7 +61,7 @@ impl Locations {
 
     /// Everything known, replaced by a fresh read of who is where.
     pub fn replace(&self, entries: Vec<(i32, String)>) {
-        let fresh: HashMap<i32, Arc<str>> = entries.into_iter().map(|(u, s)| (u, self.intern(&s))).collect();
+        let fresh: IdMap<Arc<str>> = entries.into_iter().map(|(u, s)| (u, self.intern(&s))).collect();
         *self.users.write() = fresh;
     }
 

@@ -55,7 +55,7 @@ impl ChatService {
 
     /// Serves one request now, or starts the job that will (the session
     /// is Idle when this is called).
-    fn handle(&self, session: &mut Session, request: Request, out: &mut Outbox<'_>) {
+    fn handle(&self, session: &mut Session, request: Request<'_>, out: &mut Outbox<'_>) {
         let ctx = &self.ctx;
         let mut login = None;
         match (&session.user, &request) {
@@ -72,6 +72,7 @@ impl ChatService {
             (None, Request::Login { id, .. }) => login = Some(Early { id: *id, deliveries: Vec::new() }),
             _ => {}
         }
+        let request = request.into_owned();
         let hashes = matches!(request, Request::Login { secret: Secret::Password(_), .. } | Request::Register { .. });
         if !hashes && self.jobs_overloaded() {
             out.send(cmd::refusal(&request, Errno::Busy).as_bytes());
@@ -222,7 +223,7 @@ impl ChatService {
     /// Carries out, in order, the requests a closed connection sent that had
     /// not run yet (its messages to others still go out); logging in or out
     /// on a closed connection is moot.
-    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<(Request, usize)>) {
+    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<(Request<'static>, usize)>) {
         if queued.is_empty() {
             return;
         }
@@ -281,7 +282,7 @@ impl Handler for ChatService {
         let Some(job) = session.job() else { return self.handle(session, request, out) };
         if job.queued.len() < MAX_QUEUED && job.queued_bytes + frame.len() <= MAX_QUEUED_BYTES {
             job.queued_bytes += frame.len();
-            job.queued.push_back((request, frame.len()));
+            job.queued.push_back((request.into_owned(), frame.len()));
             if job.queued.len() >= PAUSE_QUEUED || job.queued_bytes >= PAUSE_QUEUED_BYTES {
                 out.pause_reading();
             }

@@ -10,6 +10,11 @@ thread_local! {
 
 /// Now, formatted in the server's local time zone.
 pub fn now_stamp() -> String {
+    with_now(str::to_owned)
+}
+
+/// Runs `f` with now, formatted as [`now_stamp`], without copying it.
+pub fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
     // SAFETY: time(NULL) takes no pointer to fill.
     let now = unsafe { libc::time(std::ptr::null_mut()) };
     LAST.with(|last| {
@@ -17,7 +22,7 @@ pub fn now_stamp() -> String {
         if last.0 != now {
             *last = (now, format_local(now));
         }
-        last.1.clone()
+        f(&last.1)
     })
 }
 

@@ -5,12 +5,13 @@
 //! an entry is read again after [`FRESH_FOR`] in case such a notice was
 //! lost with Redis.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::id_map::IdMap;
 
 /// How long a cached member list is used before it is read again.
 pub const FRESH_FOR: Duration = Duration::from_secs(10);
@@ -27,7 +28,7 @@ struct Cached {
 #[derive(Default)]
 pub struct Members {
     /// The cached groups.
-    groups: Mutex<HashMap<i32, Cached>>,
+    groups: Mutex<IdMap<Cached>>,
     /// Bumped by every change: a list read before it is not kept.
     epoch: AtomicU64,
 }

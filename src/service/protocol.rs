@@ -1,6 +1,9 @@
 //! The wire vocabulary of SPEC §2: message ids, error numbers and the JSON
 //! shape of everything the server sends.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 pub use crate::msgid;
@@ -91,41 +94,61 @@ pub fn pong() -> String {
 ///
 /// Written straight into one buffer rather than through a `Value` tree: this
 /// is the hot path, and the tree cost most of a relayed message's CPU.
-pub fn one_chat(from: i32, name: &str, toid: i32, msg: &str, time: &str) -> String {
+pub fn one_chat(from: i32, name: &str, toid: i32, msg: &str, time: &str) -> Arc<str> {
     // Keys in the order serde_json's own maps use, so both forms match.
-    let mut out = Frame::with_room(msg.len() + name.len());
-    out.raw("{\"id\":").int(from).raw(",\"msg\":").string(msg);
-    out.raw(",\"msgid\":").int(msgid::ONE_CHAT).raw(",\"name\":").string(name);
-    out.raw(",\"time\":").string(time).raw(",\"toid\":").int(toid).raw("}");
-    out.finish()
+    // The time is digits, dashes, colons and a space: no escapes.
+    Frame::build(|out| {
+        out.raw("{\"id\":").int(from).raw(",\"msg\":").string(msg);
+        out.raw(",\"msgid\":").int(msgid::ONE_CHAT).raw(",\"name\":").string(name);
+        out.raw(",\"time\":\"").raw(time).raw("\",\"toid\":").int(toid).raw("}");
+    })
 }
 
 /// A group message as delivered (live or stored); serialized once however
 /// many members receive it.
-pub fn group_chat(from: i32, name: &str, groupid: i32, msg: &str, time: &str) -> String {
-    let mut out = Frame::with_room(msg.len() + name.len());
-    out.raw("{\"groupid\":").int(groupid).raw(",\"id\":").int(from).raw(",\"msg\":").string(msg);
-    out.raw(",\"msgid\":").int(msgid::GROUP_CHAT).raw(",\"name\":").string(name);
-    out.raw(",\"time\":").string(time).raw("}");
-    out.finish()
+pub fn group_chat(from: i32, name: &str, groupid: i32, msg: &str, time: &str) -> Arc<str> {
+    Frame::build(|out| {
+        out.raw("{\"groupid\":").int(groupid).raw(",\"id\":").int(from).raw(",\"msg\":").string(msg);
+        out.raw(",\"msgid\":").int(msgid::GROUP_CHAT).raw(",\"name\":").string(name);
+        out.raw(",\"time\":\"").raw(time).raw("\"}");
+    })
+}
+
+/// Bytes of a thread's frame buffer kept between frames; a larger one (a
+/// long message full of escapes) is given back.
+const KEEP_BUFFER: usize = 1 << 16;
+
+thread_local! {
+    /// Each thread writes its frames here and copies them out once, into
+    /// the shared payload, instead of allocating a buffer per frame.
+    static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// A JSON object being written by hand; only ever given whole JSON tokens.
-struct Frame(Vec<u8>);
+struct Frame<'a>(&'a mut String);
 
-impl Frame {
-    fn with_room(text: usize) -> Frame {
-        Frame(Vec::with_capacity(text + 96))
+impl Frame<'_> {
+    fn build(write: impl FnOnce(&mut Frame<'_>)) -> Arc<str> {
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            write(&mut Frame(&mut buffer));
+            let frame = Arc::from(buffer.as_str());
+            if buffer.capacity() > KEEP_BUFFER {
+                *buffer = String::new();
+            }
+            frame
+        })
     }
 
-    fn raw(&mut self, s: &str) -> &mut Frame {
-        self.0.extend_from_slice(s.as_bytes());
+    fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.push_str(s);
         self
     }
 
     /// Digits by hand: `write!` goes through the formatting machinery,
     /// which cost more than the rest of a chat frame's header (callgrind).
-    fn int(&mut self, n: impl Into<i64>) -> &mut Frame {
+    fn int(&mut self, n: impl Into<i64>) -> &mut Self {
         let n: i64 = n.into();
         let mut digits = [0u8; 20];
         let mut at = digits.len();
@@ -139,30 +162,41 @@ impl Frame {
             }
         }
         if n < 0 {
-            self.0.push(b'-');
+            self.0.push('-');
         }
-        self.0.extend_from_slice(&digits[at..]);
+        self.0.extend(digits[at..].iter().map(|&d| char::from(d)));
         self
     }
 
     /// A JSON string: copied between quotes when nothing in it needs an
     /// escape (most chat text), else quoted and escaped by serde_json.
-    fn string(&mut self, s: &str) -> &mut Frame {
-        if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-            // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut self.0, s);
+    fn string(&mut self, s: &str) -> &mut Self {
+        if needs_escape(s.as_bytes()).is_some() {
+            // Serialising a str cannot fail.
+            self.0.push_str(&serde_json::to_string(s).unwrap_or_default());
         } else {
-            self.0.push(b'"');
-            self.0.extend_from_slice(s.as_bytes());
-            self.0.push(b'"');
+            self.0.push('"');
+            self.0.push_str(s);
+            self.0.push('"');
         }
         self
     }
+}
 
-    fn finish(&mut self) -> String {
-        // Only UTF-8 went in: str slices and serde_json's output.
-        String::from_utf8(std::mem::take(&mut self.0)).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+/// Where the first byte that JSON must escape in a string is: a quote, a
+/// backslash or a control character. Text without one is its own JSON.
+pub(crate) fn needs_escape(bytes: &[u8]) -> Option<usize> {
+    let escaped = |b: u8| (b == b'"') | (b == b'\\') | (b < 0x20);
+    // Whole chunks first, with no early exit inside one, so the compiler
+    // checks each chunk in a few vector instructions.
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(16) {
+        if chunk.iter().fold(false, |any, &b| any | escaped(b)) {
+            break;
+        }
+        start += 16;
     }
+    bytes[start..].iter().position(|&b| escaped(b)).map(|at| start + at)
 }
 
 /// A friend's presence change.
@@ -178,14 +212,16 @@ mod tests {
     #[test]
     fn numbers_and_plain_text_are_written_as_serde_would() {
         for n in [0, 7, -7, 1_234_567, i64::from(i32::MIN), i64::MAX, i64::MIN] {
-            let mut frame = super::Frame::with_room(0);
-            frame.int(n);
-            assert_eq!(frame.finish(), n.to_string());
+            let frame = super::Frame::build(|f| {
+                f.int(n);
+            });
+            assert_eq!(&*frame, n.to_string());
         }
         for text in ["", "plain words 你好 😀", "tab\there", "a\u{7f}b", "q\"", "back\\slash"] {
-            let mut frame = super::Frame::with_room(0);
-            frame.string(text);
-            assert_eq!(frame.finish(), serde_json::to_string(text).unwrap());
+            let frame = super::Frame::build(|f| {
+                f.string(text);
+            });
+            assert_eq!(&*frame, serde_json::to_string(text).unwrap());
         }
     }
 
@@ -195,9 +231,9 @@ mod tests {
         let one = super::one_chat(1, "li\"", 2, hostile, "2026-11-26 10:00:00");
         let expected =
             json!({"msgid": 6, "id": 1, "name": "li\"", "toid": 2, "msg": hostile, "time": "2026-11-26 10:00:00"});
-        assert_eq!(one, expected.to_string());
+        assert_eq!(&*one, expected.to_string());
         let group = super::group_chat(-3, "", 9, hostile, "t");
         let expected = json!({"msgid": 10, "id": -3, "name": "", "groupid": 9, "msg": hostile, "time": "t"});
-        assert_eq!(group, expected.to_string());
+        assert_eq!(&*group, expected.to_string());
     }
 }

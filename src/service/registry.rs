@@ -1,9 +1,8 @@
 //! Who is logged in on this server, and on which connection.
 
-use std::collections::HashMap;
-
 use parking_lot::RwLock;
 
+use crate::id_map::IdMap;
 use crate::net::ConnId;
 
 /// Shards keep the relay path from contending on one lock.
@@ -33,17 +32,17 @@ pub enum Found<R> {
 /// Logged-in users of this server.
 pub struct Registry {
     /// user id -> entry, sharded by id.
-    shards: Vec<RwLock<HashMap<i32, Entry>>>,
+    shards: Vec<RwLock<IdMap<Entry>>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+        Registry { shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect() }
     }
 }
 
 impl Registry {
-    fn shard(&self, user: i32) -> &RwLock<HashMap<i32, Entry>> {
+    fn shard(&self, user: i32) -> &RwLock<IdMap<Entry>> {
         &self.shards[user.unsigned_abs() as usize % SHARDS]
     }
 

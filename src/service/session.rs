@@ -96,7 +96,7 @@ pub enum State {
 #[derive(Default)]
 pub struct Job {
     /// Requests that arrived meanwhile, with their frame sizes, in order.
-    pub queued: VecDeque<(Request, usize)>,
+    pub queued: VecDeque<(Request<'static>, usize)>,
     /// Sum of the sizes in `queued`, for its byte bound.
     pub queued_bytes: usize,
     /// Set when the job is a LOGIN.

@@ -14,7 +14,7 @@ use crate::service::router;
 use crate::service::session::User;
 
 fn deliveries(me: &User, groupid: i32, msg: &str, members: &[i32]) -> Vec<Delivery> {
-    let payload: Arc<str> = protocol::group_chat(me.id, &me.name, groupid, msg, &clock::now_stamp()).into();
+    let payload = clock::with_now(|time| protocol::group_chat(me.id, &me.name, groupid, msg, time));
     members.iter().filter(|&&id| id != me.id).map(|&to| Delivery::chat(to, Arc::clone(&payload))).collect()
 }
 

@@ -76,7 +76,7 @@ impl Outcome {
 
 /// Carries out `request` for `caller`; a storage failure becomes errno 500
 /// in the request's own reply form.
-pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
+pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request<'_>) -> Outcome {
     let form = ReplyForm::of(&request);
     let result = match (&caller.user, request) {
         (_, Request::Ping) => Ok(Outcome::reply(protocol::pong())),
@@ -103,7 +103,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, request: Request) -> Outcome {
 
 /// `errno` (500, 501: the request was not carried out) in the form the
 /// client waits for.
-pub fn refusal(request: &Request, errno: Errno) -> String {
+pub fn refusal(request: &Request<'_>, errno: Errno) -> String {
     ReplyForm::of(request).refusal(errno)
 }
 
@@ -114,7 +114,7 @@ pub fn refusal(request: &Request, errno: Errno) -> String {
 pub struct ReplyForm(Option<i64>);
 
 impl ReplyForm {
-    pub fn of(request: &Request) -> ReplyForm {
+    pub fn of(request: &Request<'_>) -> ReplyForm {
         ReplyForm(match request {
             Request::Login { .. } => Some(msgid::LOGIN_ACK),
             Request::Register { .. } => Some(msgid::REG_ACK),

@@ -14,8 +14,8 @@ use crate::service::router;
 use crate::service::session::User;
 
 fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
-    let payload = protocol::one_chat(me.id, &me.name, toid, msg, &clock::now_stamp());
-    Delivery::chat(toid, payload.into())
+    let payload = clock::with_now(|time| protocol::one_chat(me.id, &me.name, toid, msg, time));
+    Delivery::chat(toid, payload)
 }
 
 /// The fast path, run on the event loop: when the receiver is online here,
@@ -23,11 +23,14 @@ fn delivery(me: &User, toid: i32, msg: &str) -> Delivery {
 /// at the end of the loop's turn, never waiting for Redis),
 /// nothing needs storage. False when the job path must take over.
 pub fn try_live(ctx: &Arc<Ctx>, me: &User, toid: i32, msg: &str) -> bool {
-    // Checked first so that a miss costs no serialisation.
-    if ctx.registry.get(toid).is_some() {
-        return matches!(router::send_live(ctx, &delivery(me, toid, msg)), Found::Live(()));
+    // Serialised before the lookup: a miss goes to the bus or the job path,
+    // both of which need the frame too (or are slow enough not to matter).
+    let delivery = delivery(me, toid, msg);
+    match router::send_live(ctx, &delivery) {
+        Found::Live(()) => true,
+        Found::Leaving => false,
+        Found::Absent => ctx.bus.knows(toid) && ctx.bus.queue(vec![delivery.outgoing()]).is_empty(),
     }
-    ctx.bus.knows(toid) && ctx.bus.queue(vec![delivery(me, toid, msg).outgoing()]).is_empty()
 }
 
 /// Live here, over the bus, or stored. MySQL is asked only when no server

@@ -1,23 +1,44 @@
 //! Parsing a client's frame into a checked request.
 
-use std::borrow::Cow;
-use std::fmt;
+mod flat;
+mod visitor;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 
 use super::protocol::{Errno, msgid};
 
 /// A request a client may send, with its fields checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Login { id: i32, secret: Secret },
+pub enum Request<'a> {
+    Login {
+        id: i32,
+        secret: Secret,
+    },
     Logout,
-    Register { name: String, password: String },
-    OneChat { toid: i32, msg: String },
-    AddFriend { friendid: i32 },
-    CreateGroup { name: String, desc: String },
-    AddGroup { groupid: i32 },
-    GroupChat { groupid: i32, msg: String },
+    Register {
+        name: String,
+        password: String,
+    },
+    /// The text borrowed from the frame when it had no escapes: the chat
+    /// fast path runs without copying it.
+    OneChat {
+        toid: i32,
+        msg: Cow<'a, str>,
+    },
+    AddFriend {
+        friendid: i32,
+    },
+    CreateGroup {
+        name: String,
+        desc: String,
+    },
+    AddGroup {
+        groupid: i32,
+    },
+    GroupChat {
+        groupid: i32,
+        msg: Cow<'a, str>,
+    },
     Ping,
 }
 
@@ -30,12 +51,17 @@ pub enum Secret {
     Token(String),
 }
 
-impl Request {
+impl Request<'_> {
     /// Parses one frame. serde_json refuses invalid UTF-8, numbers out of
     /// range and nesting deeper than 128 without recursing further, so no
     /// input can exhaust the stack.
-    pub fn parse(frame: &[u8]) -> Result<Request, Errno> {
-        let fields: Fields<'_> = serde_json::from_slice(frame).map_err(|_| Errno::Malformed)?;
+    pub fn parse(frame: &[u8]) -> Result<Request<'_>, Errno> {
+        // Chat messages take the fast path; anything it does not read
+        // whole, serde_json reads (or refuses).
+        let fields = match flat::fields(frame) {
+            Some(fields) => fields,
+            None => visitor::fields(frame).map_err(|_| Errno::Malformed)?,
+        };
         let request = match fields.msgid.int64()? {
             msgid::LOGIN => {
                 let id = fields.id.int()?;
@@ -47,18 +73,33 @@ impl Request {
             }
             msgid::LOGOUT => Request::Logout,
             msgid::REG => Request::Register { name: fields.name.string()?, password: fields.password.string()? },
-            msgid::ONE_CHAT => Request::OneChat { toid: fields.toid.int()?, msg: fields.msg.string()? },
+            msgid::ONE_CHAT => Request::OneChat { toid: fields.toid.int()?, msg: fields.msg.text()? },
             msgid::ADD_FRIEND => Request::AddFriend { friendid: fields.friendid.int()? },
             msgid::CREATE_GROUP => Request::CreateGroup {
                 name: fields.groupname.string()?,
                 desc: fields.groupdesc.optional_string()?.unwrap_or_default(),
             },
             msgid::ADD_GROUP => Request::AddGroup { groupid: fields.groupid.int()? },
-            msgid::GROUP_CHAT => Request::GroupChat { groupid: fields.groupid.int()?, msg: fields.msg.string()? },
+            msgid::GROUP_CHAT => Request::GroupChat { groupid: fields.groupid.int()?, msg: fields.msg.text()? },
             msgid::PING => Request::Ping,
             _ => return Err(Errno::UnknownMsgid),
         };
         Ok(request)
+    }
+
+    /// The request with nothing borrowed, to wait or to go to a job.
+    pub fn into_owned(self) -> Request<'static> {
+        match self {
+            Request::OneChat { toid, msg } => Request::OneChat { toid, msg: Cow::Owned(msg.into_owned()) },
+            Request::GroupChat { groupid, msg } => Request::GroupChat { groupid, msg: Cow::Owned(msg.into_owned()) },
+            Request::Login { id, secret } => Request::Login { id, secret },
+            Request::Logout => Request::Logout,
+            Request::Register { name, password } => Request::Register { name, password },
+            Request::AddFriend { friendid } => Request::AddFriend { friendid },
+            Request::CreateGroup { name, desc } => Request::CreateGroup { name, desc },
+            Request::AddGroup { groupid } => Request::AddGroup { groupid },
+            Request::Ping => Request::Ping,
+        }
     }
 
     /// Whether this request may be served before login.
@@ -71,7 +112,7 @@ impl Request {
 /// tree, and strings without escapes borrowed from the frame. A field is
 /// checked only by the request that uses it (as its type in the original
 /// protocol), so a client's extra or odd fields do no harm.
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 struct Fields<'a> {
     msgid: Scalar<'a>,
     id: Scalar<'a>,
@@ -87,7 +128,7 @@ struct Fields<'a> {
 }
 
 /// One field's value as far as requests care.
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 enum Scalar<'a> {
     /// Not in the object, or `null`.
     #[default]
@@ -98,7 +139,27 @@ enum Scalar<'a> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'a> Fields<'a> {
+    /// Where the value of `key` goes; None for keys no request reads.
+    fn slot(&mut self, key: &str) -> Option<&mut Scalar<'a>> {
+        Some(match key {
+            "msgid" => &mut self.msgid,
+            "id" => &mut self.id,
+            "toid" => &mut self.toid,
+            "friendid" => &mut self.friendid,
+            "groupid" => &mut self.groupid,
+            "msg" => &mut self.msg,
+            "name" => &mut self.name,
+            "password" => &mut self.password,
+            "token" => &mut self.token,
+            "groupname" => &mut self.groupname,
+            "groupdesc" => &mut self.groupdesc,
+            _ => return None,
+        })
+    }
+}
+
+impl<'a> Scalar<'a> {
     fn int64(&self) -> Result<i64, Errno> {
         match self {
             Scalar::Int(n) => Ok(*n),
@@ -108,6 +169,13 @@ impl Scalar<'_> {
 
     fn int(&self) -> Result<i32, Errno> {
         i32::try_from(self.int64()?).map_err(|_| Errno::Malformed)
+    }
+
+    fn text(self) -> Result<Cow<'a, str>, Errno> {
+        match self {
+            Scalar::Str(s) => Ok(s),
+            _ => Err(Errno::Malformed),
+        }
     }
 
     fn string(self) -> Result<String, Errno> {
@@ -123,166 +191,11 @@ impl Scalar<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FieldsVisitor)
-    }
-}
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Fields::default();
-        // A later duplicate wins, as in serde_json's own maps.
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let slot = match &*key {
-                "msgid" => &mut fields.msgid,
-                "id" => &mut fields.id,
-                "toid" => &mut fields.toid,
-                "friendid" => &mut fields.friendid,
-                "groupid" => &mut fields.groupid,
-                "msg" => &mut fields.msg,
-                "name" => &mut fields.name,
-                "password" => &mut fields.password,
-                "token" => &mut fields.token,
-                "groupname" => &mut fields.groupname,
-                "groupdesc" => &mut fields.groupdesc,
-                _ => {
-                    map.next_value::<Skip>()?;
-                    continue;
-                }
-            };
-            *slot = map.next_value()?;
-        }
-        Ok(fields)
-    }
-}
-
-impl<'de> Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ScalarVisitor)
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Int(n))
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Scalar<'de>, E> {
-        Ok(i64::try_from(n).map_or(Scalar::Other, Scalar::Int))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Other)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Other)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Absent)
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Owned(s.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Str(Cow::Owned(s)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Scalar::Other)
-    }
-}
-
-/// A value read and dropped. Unlike serde's `IgnoredAny`, it is read the
-/// way a `Value` would be: strings are checked (no lone surrogates) and
-/// serde_json's nesting limit applies, so what is refused stays the same.
-struct Skip;
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<Request, Errno> {
+    fn parse(s: &str) -> Result<Request<'_>, Errno> {
         Request::parse(s.as_bytes())
     }
 
