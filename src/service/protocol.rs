@@ -186,17 +186,17 @@ impl Frame<'_> {
 /// Where the first byte that JSON must escape in a string is: a quote, a
 /// backslash or a control character. Text without one is its own JSON.
 pub(crate) fn needs_escape(bytes: &[u8]) -> Option<usize> {
-    let escaped = |b: u8| (b == b'"') | (b == b'\\') | (b < 0x20);
+    let escaped = |b: u8| u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20);
     // Whole chunks first, with no early exit inside one, so the compiler
     // checks each chunk in a few vector instructions.
     let mut start = 0;
     for chunk in bytes.chunks_exact(16) {
-        if chunk.iter().fold(false, |any, &b| any | escaped(b)) {
+        if chunk.iter().fold(0, |any, &b| any | escaped(b)) != 0 {
             break;
         }
         start += 16;
     }
-    bytes[start..].iter().position(|&b| escaped(b)).map(|at| start + at)
+    bytes[start..].iter().position(|&b| escaped(b) != 0).map(|at| start + at)
 }
 
 /// A friend's presence change.
