@@ -187,12 +187,18 @@ impl<H: Handler> EventLoop<H> {
             // waits in TCP, and this loop looks again shortly.
             let congested = self.remote.congested();
             let pending = !self.unread.is_empty() || self.remote.inbox(self.index).has_tasks();
-            let timeout = match (pending, congested) {
+            let mut timeout = match (pending, congested) {
                 (true, true) => CONGESTED_WAIT_MS,
                 (true, false) => 0,
                 (false, _) => SWEEP_EVERY.as_millis() as i32,
             };
-            let n = match self.epoll.wait(&mut events, timeout) {
+            let inbox = self.remote.inbox(self.index);
+            if timeout != 0 && !inbox.going_to_sleep() {
+                timeout = 0;
+            }
+            let waited = self.epoll.wait(&mut events, timeout);
+            inbox.woke();
+            let n = match waited {
                 Ok(n) => n,
                 Err(e) => {
                     // Not EINTR (retried): the epoll set itself is broken and

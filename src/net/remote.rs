@@ -32,6 +32,10 @@ pub(super) struct Inbox<M> {
     queued: AtomicUsize,
     /// True while a wake-up is pending, so a burst of posts costs one write.
     notified: AtomicBool,
+    /// True while the loop is in, or about to enter, a blocking
+    /// `epoll_wait`: only then does a post need the eventfd. An awake loop
+    /// looks at its inbox before it sleeps (see [`Inbox::going_to_sleep`]).
+    sleeping: AtomicBool,
     /// Makes the loop's `epoll_wait` return.
     pub(super) wake: EventFd,
 }
@@ -83,6 +87,7 @@ impl<M: Send + 'static> Remote<M> {
                     tasks: Mutex::new(Vec::new()),
                     queued: AtomicUsize::new(0),
                     notified: AtomicBool::new(false),
+                    sleeping: AtomicBool::new(false),
                     wake: EventFd::new()?,
                 })
             })
@@ -142,7 +147,9 @@ impl<M: Send + 'static> Remote<M> {
         if CURRENT_WORKER.with(Cell::get) == Some(worker) {
             return;
         }
-        if !inbox.notified.swap(true, Ordering::AcqRel) {
+        // SeqCst pairs with `going_to_sleep`: either this sees the loop
+        // sleeping, or the loop sees this post (pushed under the lock).
+        if inbox.sleeping.load(Ordering::SeqCst) && !inbox.notified.swap(true, Ordering::AcqRel) {
             inbox.wake.notify();
         }
     }
@@ -167,6 +174,19 @@ impl<M> Inbox<M> {
     /// Whether tasks are waiting.
     pub(super) fn has_tasks(&self) -> bool {
         !self.tasks.lock().is_empty()
+    }
+
+    /// The loop is about to block: from now on posts wake it. False when a
+    /// task came first (posted while the loop was awake, so without a
+    /// wake-up): the loop must not block then.
+    pub(super) fn going_to_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        !self.has_tasks()
+    }
+
+    /// The loop is awake again: posts need not wake it.
+    pub(super) fn woke(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Takes the messages still waiting for connection `token`, in order.
