@@ -3,7 +3,8 @@
 mod common;
 
 use chatserver::model::{
-    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message, online, server, user,
+    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message, online, server,
+    token, user,
 };
 use common::TestDb;
 use std::time::Duration;
@@ -80,6 +81,93 @@ fn lock_returns_the_existing_ids() {
     let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
     assert_eq!(user::lock(&mut tx, &[b, 999_999, a, b]).unwrap(), vec![a, b]);
     tx.commit().unwrap();
+}
+
+#[test]
+fn lock_with_holder_locks_the_user_row_alone_and_reads_after_the_lock() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let alive = Duration::from_secs(9);
+    server::beat(&mut conn, "s1").unwrap();
+    server::beat(&mut conn, "s2").unwrap();
+    assert!(online::claim(&mut conn, a, "s2", alive).unwrap());
+    let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+    assert_eq!(user::lock_with_holder(&mut tx, a, "s1", alive).unwrap(), Some(("a".into(), Some("s2".into()))));
+    assert_eq!(user::lock_with_holder(&mut tx, b, "s1", alive).unwrap(), Some(("b".into(), None)));
+    assert_eq!(user::lock_with_holder(&mut tx, 999_999, "s1", alive).unwrap(), None);
+
+    // Heartbeats and the online rows are not held up by the lock (MariaDB
+    // locks no rows of a FOR UPDATE's subqueries); the user row is.
+    let mut other = db.conn();
+    other.query_drop("SET SESSION innodb_lock_wait_timeout = 1").unwrap();
+    server::beat(&mut other, "s2").unwrap();
+    other.exec_drop("UPDATE online SET server = 's2' WHERE userid = ?", (a,)).unwrap();
+    let locked = other.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (a,));
+    assert!(locked.is_err(), "the user row of a lock_with_holder is not locked");
+    tx.commit().unwrap();
+
+    // Waiting for the lock, it reads what the holder of the lock committed,
+    // and so does the rest of its transaction (its snapshot is taken then).
+    let mut holder = db.conn();
+    let mut first = holder.start_transaction(mysql::TxOpts::default()).unwrap();
+    user::lock(&mut first, &[a]).unwrap();
+    let waiter = {
+        let mut conn = db.conn();
+        std::thread::spawn(move || {
+            let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+            let locked = user::lock_with_holder(&mut tx, a, "s1", alive).unwrap();
+            let stored = offline_message::list(&mut tx, a).unwrap().len();
+            (locked, stored)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    online::take(&mut first, a, "s1").unwrap();
+    offline_message::insert(&mut first, a, "stored while the login waited").unwrap();
+    first.commit().unwrap();
+    let (locked, stored) = waiter.join().unwrap();
+    assert_eq!(locked, Some(("a".into(), Some("s1".into()))), "the holder as it was before the lock was granted");
+    assert_eq!(stored, 1, "a message stored before the lock was granted is missing from the read after it");
+}
+
+#[test]
+fn token_rotate_going_online_needs_the_valid_token() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a] = users(&mut conn, &["a"])[..] else { panic!() };
+    let ttl = Duration::from_secs(60);
+    // Token digests are 32 bytes (BINARY(32)).
+    let [old, new, newer, wrong] = [[1u8; 32], [2; 32], [3; 32], [4; 32]];
+    assert!(!token::rotate_going_online(&mut conn, a, &old, &new, ttl).unwrap(), "no token yet");
+    token::replace(&mut conn, a, &old, ttl).unwrap();
+    assert!(!token::rotate_going_online(&mut conn, a, &wrong, &new, ttl).unwrap());
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Offline, "a wrong token marked them online");
+    assert!(token::rotate_going_online(&mut conn, a, &old, &new, ttl).unwrap());
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
+    assert_eq!(token::holder_name(&mut conn, a, &new).unwrap(), Some("a".into()));
+    assert_eq!(token::holder_name(&mut conn, a, &old).unwrap(), None, "the old token still holds");
+    conn.exec_drop("UPDATE token SET expires = NOW() - INTERVAL 1 SECOND WHERE userid = ?", (a,)).unwrap();
+    assert!(!token::rotate_going_online(&mut conn, a, &new, &newer, ttl).unwrap(), "an expired token holds");
+}
+
+#[test]
+fn release_one_frees_only_its_own_servers_row_and_keeps_state_in_step() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let state = |conn: &mut Conn, id| user::find(conn, id).unwrap().unwrap().state;
+    online::take(&mut conn, a, "s1").unwrap();
+    online::take(&mut conn, b, "s2").unwrap();
+    assert!(online::release_one(&mut conn, a, "s1").unwrap());
+    assert_eq!(state(&mut conn, a), State::Offline);
+    assert!(online::of_server(&mut conn, "s1").unwrap().is_empty());
+    // Taken over by s2: s1 releases nothing and the user stays online.
+    assert!(!online::release_one(&mut conn, b, "s1").unwrap());
+    assert_eq!(state(&mut conn, b), State::Online);
+    assert_eq!(online::of_server(&mut conn, "s2").unwrap(), vec![b]);
+    // Held by no one: offline.
+    assert!(!online::release_one(&mut conn, a, "s1").unwrap());
+    assert_eq!(state(&mut conn, a), State::Offline);
 }
 
 #[test]
