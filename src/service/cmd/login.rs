@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::{Caller, Outcome, SessionChange};
 use mysql::TxOpts;
 
-use crate::model::{self, Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
+use crate::model::login::Lists;
+use crate::model::{self, Friend, Group, OfflineMessage, online, user};
 use crate::net::ConnId;
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
@@ -81,7 +82,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         Online::Loaded(loaded) => loaded,
     };
     ctx.throttle.succeeded(id);
-    let Loaded { name, friends, groups, offline, followers } = loaded;
+    let Loaded { name, lists: Lists { friends, followers, groups, offline } } = loaded;
     let me = User { id, name: Arc::from(name.as_str()) };
     let (offline, more_stored) = split_stored(offline);
     let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
@@ -115,11 +116,7 @@ fn split_stored(mut offline: Vec<OfflineMessage>) -> (Vec<OfflineMessage>, Vec<(
 /// What a login hands back.
 struct Loaded {
     name: String,
-    friends: Vec<Friend>,
-    groups: Vec<Group>,
-    offline: Vec<OfflineMessage>,
-    /// Users who have this one as a friend, told of the login.
-    followers: Vec<i32>,
+    lists: model::login::Lists,
 }
 
 /// How [`go_online`] ended.
@@ -204,14 +201,8 @@ fn go_online(
                 entry.place();
             }
         }
-        let (friends, followers) = friend::both_ways(&mut tx, id)?;
-        let loaded = Loaded {
-            name,
-            friends,
-            groups: group::list_for_user(&mut tx, id)?,
-            offline: offline_message::list(&mut tx, id)?,
-            followers,
-        };
+        let lists = model::login::lists(&mut tx, id)?;
+        let loaded = Loaded { name, lists };
         tx.commit()?;
         Ok(Ok((loaded, holder.filter(|h| *h != ctx.server_id))))
     });
