@@ -132,6 +132,7 @@ enum Online {
 /// Claims the user for this server and reads what the LOGIN_ACK carries.
 /// `token` is the digest of the token to check, None when a password
 /// proved the login; a token takes over the user's session wherever it is.
+/// `fresh_hash` is the digest of the token the LOGIN_ACK hands out.
 ///
 /// Under the user's row lock, in order: check and replace the token (or
 /// store the new one), claim the `online` row, become reachable here
@@ -146,7 +147,7 @@ fn go_online(
     caller: &Caller,
     id: i32,
     token: Option<&[u8]>,
-    token_hash: &[u8],
+    fresh_hash: &[u8],
 ) -> Result<Online, ServiceError> {
     let takeover = token.is_some();
     let here = ctx.registry.get(id);
@@ -186,7 +187,7 @@ fn go_online(
         };
         match token {
             Some(old) => {
-                if !model::token::rotate_going_online(&mut tx, id, old, token_hash, ctx.token_ttl)? {
+                if !model::token::rotate_going_online(&mut tx, id, old, fresh_hash, ctx.token_ttl)? {
                     return Ok(Err(Online::Invalid));
                 }
                 online::take_row(&mut tx, id, &ctx.server_id)?;
@@ -196,7 +197,7 @@ fn go_online(
                 if holder.is_some() {
                     return Ok(Err(Online::InUse));
                 }
-                model::token::replace(&mut tx, id, token_hash, ctx.token_ttl)?;
+                model::token::replace(&mut tx, id, fresh_hash, ctx.token_ttl)?;
                 online::take(&mut tx, id, &ctx.server_id)?;
                 entry.place();
             }
