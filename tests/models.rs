@@ -3,7 +3,8 @@
 mod common;
 
 use chatserver::model::{
-    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, offline_message, online, server, user,
+    Friend, GroupMember, OfflineMessage, Role, State, friend, group, group_user, login, offline_message, online,
+    server, token, user,
 };
 use common::TestDb;
 use std::time::Duration;
@@ -16,6 +17,17 @@ const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 /// Registers users named as given; returns their ids.
 fn users(conn: &mut Conn, names: &[&str]) -> Vec<i32> {
     names.iter().map(|name| user::insert(conn, name, HASH).unwrap().unwrap()).collect()
+}
+
+/// The friends and followers of `id`, as a login reads them.
+fn both_ways(conn: &mut impl Queryable, id: i32) -> (Vec<Friend>, Vec<i32>) {
+    let lists = login::lists(conn, id).unwrap();
+    (lists.friends, lists.followers)
+}
+
+/// The messages stored for `id`, as a login reads them.
+fn stored(conn: &mut impl Queryable, id: i32) -> Vec<OfflineMessage> {
+    login::lists(conn, id).unwrap().offline
 }
 
 #[test]
@@ -83,6 +95,93 @@ fn lock_returns_the_existing_ids() {
 }
 
 #[test]
+fn lock_with_holder_locks_the_user_row_alone_and_reads_after_the_lock() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let alive = Duration::from_secs(9);
+    server::beat(&mut conn, "s1").unwrap();
+    server::beat(&mut conn, "s2").unwrap();
+    assert!(online::claim(&mut conn, a, "s2", alive).unwrap());
+    let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+    assert_eq!(user::lock_with_holder(&mut tx, a, "s1", alive).unwrap(), Some(("a".into(), Some("s2".into()))));
+    assert_eq!(user::lock_with_holder(&mut tx, b, "s1", alive).unwrap(), Some(("b".into(), None)));
+    assert_eq!(user::lock_with_holder(&mut tx, 999_999, "s1", alive).unwrap(), None);
+
+    // Heartbeats and the online rows are not held up by the lock (MariaDB
+    // locks no rows of a FOR UPDATE's subqueries); the user row is.
+    let mut other = db.conn();
+    other.query_drop("SET SESSION innodb_lock_wait_timeout = 1").unwrap();
+    server::beat(&mut other, "s2").unwrap();
+    other.exec_drop("UPDATE online SET server = 's2' WHERE userid = ?", (a,)).unwrap();
+    let locked = other.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (a,));
+    assert!(locked.is_err(), "the user row of a lock_with_holder is not locked");
+    tx.commit().unwrap();
+
+    // Waiting for the lock, it reads what the holder of the lock committed,
+    // and so does the rest of its transaction (its snapshot is taken then).
+    let mut holder = db.conn();
+    let mut first = holder.start_transaction(mysql::TxOpts::default()).unwrap();
+    user::lock(&mut first, &[a]).unwrap();
+    let waiter = {
+        let mut conn = db.conn();
+        std::thread::spawn(move || {
+            let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
+            let locked = user::lock_with_holder(&mut tx, a, "s1", alive).unwrap();
+            let stored = stored(&mut tx, a).len();
+            (locked, stored)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    online::take(&mut first, a, "s1").unwrap();
+    offline_message::insert(&mut first, a, "stored while the login waited").unwrap();
+    first.commit().unwrap();
+    let (locked, stored) = waiter.join().unwrap();
+    assert_eq!(locked, Some(("a".into(), Some("s1".into()))), "the holder as it was before the lock was granted");
+    assert_eq!(stored, 1, "a message stored before the lock was granted is missing from the read after it");
+}
+
+#[test]
+fn token_rotate_going_online_needs_the_valid_token() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a] = users(&mut conn, &["a"])[..] else { panic!() };
+    let ttl = Duration::from_secs(60);
+    // Token digests are 32 bytes (BINARY(32)).
+    let [old, new, newer, wrong] = [[1u8; 32], [2; 32], [3; 32], [4; 32]];
+    assert!(!token::rotate_going_online(&mut conn, a, &old, &new, ttl).unwrap(), "no token yet");
+    token::replace(&mut conn, a, &old, ttl).unwrap();
+    assert!(!token::rotate_going_online(&mut conn, a, &wrong, &new, ttl).unwrap());
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Offline, "a wrong token marked them online");
+    assert!(token::rotate_going_online(&mut conn, a, &old, &new, ttl).unwrap());
+    assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
+    assert_eq!(token::holder_name(&mut conn, a, &new).unwrap(), Some("a".into()));
+    assert_eq!(token::holder_name(&mut conn, a, &old).unwrap(), None, "the old token still holds");
+    conn.exec_drop("UPDATE token SET expires = NOW() - INTERVAL 1 SECOND WHERE userid = ?", (a,)).unwrap();
+    assert!(!token::rotate_going_online(&mut conn, a, &new, &newer, ttl).unwrap(), "an expired token holds");
+}
+
+#[test]
+fn release_one_frees_only_its_own_servers_row_and_keeps_state_in_step() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let state = |conn: &mut Conn, id| user::find(conn, id).unwrap().unwrap().state;
+    online::take(&mut conn, a, "s1").unwrap();
+    online::take(&mut conn, b, "s2").unwrap();
+    assert!(online::release_one(&mut conn, a, "s1").unwrap());
+    assert_eq!(state(&mut conn, a), State::Offline);
+    assert!(online::of_server(&mut conn, "s1").unwrap().is_empty());
+    // Taken over by s2: s1 releases nothing and the user stays online.
+    assert!(!online::release_one(&mut conn, b, "s1").unwrap());
+    assert_eq!(state(&mut conn, b), State::Online);
+    assert_eq!(online::of_server(&mut conn, "s2").unwrap(), vec![b]);
+    // Held by no one: offline.
+    assert!(!online::release_one(&mut conn, a, "s1").unwrap());
+    assert_eq!(state(&mut conn, a), State::Offline);
+}
+
+#[test]
 fn state_and_role_spellings() {
     for state in [State::Online, State::Offline] {
         assert_eq!(State::parse(state.as_str()), Some(state));
@@ -105,7 +204,7 @@ fn friends_are_one_way_listed_by_id_and_added_once() {
     assert!(friend::add(&mut conn, a, c).unwrap());
     assert!(friend::add(&mut conn, a, b).unwrap());
     assert!(!friend::add(&mut conn, a, b).unwrap());
-    let (friends_of_a, followers_of_a) = friend::both_ways(&mut conn, a).unwrap();
+    let (friends_of_a, followers_of_a) = both_ways(&mut conn, a);
     assert_eq!(
         friends_of_a,
         [
@@ -115,9 +214,9 @@ fn friends_are_one_way_listed_by_id_and_added_once() {
     );
     assert!(followers_of_a.is_empty());
     // One-way: b did not add a.
-    assert_eq!(friend::both_ways(&mut conn, b).unwrap(), (vec![], vec![a]));
+    assert_eq!(both_ways(&mut conn, b), (vec![], vec![a]));
     assert!(friend::add(&mut conn, c, b).unwrap());
-    assert_eq!(friend::both_ways(&mut conn, b).unwrap(), (vec![], vec![a, c]));
+    assert_eq!(both_ways(&mut conn, b), (vec![], vec![a, c]));
 }
 
 #[test]
@@ -146,7 +245,7 @@ fn groups_create_join_and_list_with_members() {
 
     conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (c,)).unwrap();
     let member = |id, name: &str, state, role| GroupMember { id, name: name.to_owned(), state, role };
-    let groups = group::list_for_user(&mut conn, a).unwrap();
+    let groups = login::lists(&mut conn, a).unwrap().groups;
     assert_eq!(groups.len(), 2);
     assert_eq!((groups[0].id, groups[0].name.as_str(), groups[0].desc.as_str()), (g1, "rust", "crabs"));
     assert_eq!(
@@ -162,7 +261,7 @@ fn groups_create_join_and_list_with_members() {
         groups[1].users,
         [member(a, "a", State::Offline, Role::Normal), member(c, "c", State::Online, Role::Creator),]
     );
-    assert!(group::list_for_user(&mut conn, 999_999).unwrap().is_empty());
+    assert!(login::lists(&mut conn, 999_999).unwrap().groups.is_empty());
 }
 
 #[test]
@@ -177,14 +276,14 @@ fn offline_messages_keep_order_and_delete_up_to() {
     assert!(m1 < other && other < m2 && m2 < m3);
 
     let msg = |id, message: &str| OfflineMessage { id, userid: a, message: message.to_owned() };
-    assert_eq!(offline_message::list(&mut conn, a).unwrap(), [msg(m1, "first"), msg(m2, "second"), msg(m3, "third")]);
+    assert_eq!(stored(&mut conn, a), [msg(m1, "first"), msg(m2, "second"), msg(m3, "third")]);
 
     // A login delivered up to m2; m3 arrived meanwhile and must stay.
     assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 2);
-    assert_eq!(offline_message::list(&mut conn, a).unwrap(), [msg(m3, "third")]);
-    assert_eq!(offline_message::list(&mut conn, b).unwrap().len(), 1);
+    assert_eq!(stored(&mut conn, a), [msg(m3, "third")]);
+    assert_eq!(stored(&mut conn, b).len(), 1);
     assert_eq!(offline_message::delete_up_to(&mut conn, a, m2).unwrap(), 0);
-    assert!(offline_message::list(&mut conn, 999_999).unwrap().is_empty());
+    assert!(stored(&mut conn, 999_999).is_empty());
 }
 
 #[test]
@@ -194,9 +293,7 @@ fn offline_insert_many_stores_each_row_in_order() {
     let [a, b, c] = users(&mut conn, &["a", "b", "c"])[..] else { panic!() };
     offline_message::insert_many(&mut conn, &[]).unwrap();
     offline_message::insert_many(&mut conn, &[(b, "g1"), (c, "g1"), (b, "g2")]).unwrap();
-    let texts = |conn: &mut Conn, id| -> Vec<String> {
-        offline_message::list(conn, id).unwrap().into_iter().map(|m| m.message).collect()
-    };
+    let texts = |conn: &mut Conn, id| -> Vec<String> { stored(conn, id).into_iter().map(|m| m.message).collect() };
     assert_eq!(texts(&mut conn, b), ["g1", "g2"]);
     assert_eq!(texts(&mut conn, c), ["g1"]);
     assert!(texts(&mut conn, a).is_empty());
@@ -226,7 +323,7 @@ fn hostile_strings_round_trip_byte_for_byte() {
 
     let mid = offline_message::insert(&mut conn, id, hostile).unwrap();
     offline_message::insert_many(&mut conn, &[(id, hostile), (id, name)]).unwrap();
-    let stored = offline_message::list(&mut conn, id).unwrap();
+    let stored = stored(&mut conn, id);
     assert_eq!(stored[0], OfflineMessage { id: mid, userid: id, message: hostile.to_owned() });
     assert_eq!(stored[0].message.as_bytes(), hostile.as_bytes());
     assert_eq!(stored[1].message, hostile);
@@ -234,7 +331,7 @@ fn hostile_strings_round_trip_byte_for_byte() {
 
     let g = group::create(&mut conn, name, hostile, id).unwrap().unwrap();
     assert_eq!(group::create(&mut conn, name, "", id).unwrap(), None);
-    let groups = group::list_for_user(&mut conn, id).unwrap();
+    let groups = login::lists(&mut conn, id).unwrap().groups;
     assert_eq!((groups[0].id, groups[0].name.as_str()), (g, name));
     assert_eq!(groups[0].desc, hostile);
     assert_eq!(groups[0].users[0].name, name);
@@ -256,9 +353,9 @@ fn models_work_inside_a_caller_transaction_and_on_a_pooled_conn() {
         offline_message::insert(&mut tx, id, "rolled back").unwrap();
         // Dropped without commit.
     }
-    assert!(offline_message::list(&mut *pooled, id).unwrap().is_empty());
+    assert!(stored(&mut *pooled, id).is_empty());
     let mut tx = pooled.start_transaction(mysql::TxOpts::default()).unwrap();
     offline_message::insert(&mut tx, id, "kept").unwrap();
     tx.commit().unwrap();
-    assert_eq!(offline_message::list(&mut *pooled, id).unwrap().len(), 1);
+    assert_eq!(stored(&mut *pooled, id).len(), 1);
 }

@@ -23,27 +23,6 @@ pub fn add(conn: &mut impl Queryable, userid: i32, friendid: i32) -> Result<bool
     }
 }
 
-/// Both directions of one user's friendships, in one query: whom they
-/// added (with name and state, by id) and who added them (told of their
-/// presence), by id.
-pub fn both_ways(conn: &mut impl Queryable, userid: i32) -> Result<(Vec<Friend>, Vec<i32>), DbError> {
-    let rows: Vec<(u8, i32, String, String)> = conn.exec(
-        "SELECT 0, u.id, u.name, u.state FROM friend f JOIN user u ON u.id = f.friendid WHERE f.userid = ? \
-         UNION ALL SELECT 1, f.userid, '', 'offline' FROM friend f WHERE f.friendid = ? \
-         ORDER BY 1, 2",
-        (userid, userid),
-    )?;
-    let (mut friends, mut followers) = (Vec::new(), Vec::new());
-    for (added_by, id, name, state) in rows {
-        if added_by == 1 {
-            followers.push(id);
-        } else {
-            friends.push(Friend { id, name, state: State::from_column(state)? });
-        }
-    }
-    Ok((friends, followers))
-}
-
 /// Ids per `IN (...)`, well under any placeholder limit.
 const CHUNK: usize = 500;
 

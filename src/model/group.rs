@@ -3,7 +3,7 @@
 use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts};
 
-use super::{GroupMember, Role, State, duplicate_is, group_user, inserted_id};
+use super::{GroupMember, Role, duplicate_is, group_user, inserted_id};
 use crate::db::DbError;
 
 /// A group with its members.
@@ -36,29 +36,4 @@ pub fn create(conn: &mut Conn, name: &str, desc: &str, creator_id: i32) -> Resul
 pub fn exists(conn: &mut impl Queryable, id: i32) -> Result<bool, DbError> {
     let found: Option<u8> = conn.exec_first("SELECT 1 FROM allgroup WHERE id = ?", (id,))?;
     Ok(found.is_some())
-}
-
-/// The groups `userid` is in, each with all its members, ordered by group id
-/// then member id; one query, so the lists are one consistent snapshot.
-pub fn list_for_user(conn: &mut impl Queryable, userid: i32) -> Result<Vec<Group>, DbError> {
-    let rows: Vec<(i32, String, String, i32, String, String, String)> = conn.exec(
-        "SELECT g.id, g.groupname, g.groupdesc, u.id, u.name, u.state, m.grouprole \
-         FROM groupuser me \
-         JOIN allgroup g ON g.id = me.groupid \
-         JOIN groupuser m ON m.groupid = me.groupid \
-         JOIN user u ON u.id = m.userid \
-         WHERE me.userid = ? \
-         ORDER BY g.id, u.id",
-        (userid,),
-    )?;
-    let mut groups: Vec<Group> = Vec::new();
-    for (gid, gname, gdesc, uid, uname, state, role) in rows {
-        let member =
-            GroupMember { id: uid, name: uname, state: State::from_column(state)?, role: Role::from_column(role)? };
-        match groups.last_mut() {
-            Some(group) if group.id == gid => group.users.push(member),
-            _ => groups.push(Group { id: gid, name: gname, desc: gdesc, users: vec![member] }),
-        }
-    }
-    Ok(groups)
 }

@@ -8,6 +8,7 @@
 pub mod friend;
 pub mod group;
 pub mod group_user;
+pub mod login;
 pub mod offline_message;
 pub mod online;
 pub mod server;

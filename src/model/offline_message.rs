@@ -40,15 +40,6 @@ pub fn insert_many(conn: &mut impl Queryable, rows: &[(i32, &str)]) -> Result<()
     Ok(())
 }
 
-/// The messages stored for `userid`, oldest first.
-pub fn list(conn: &mut impl Queryable, userid: i32) -> Result<Vec<OfflineMessage>, DbError> {
-    Ok(conn.exec_map(
-        "SELECT id, message FROM offlinemessage WHERE userid = ? ORDER BY id",
-        (userid,),
-        |(id, message)| OfflineMessage { id, userid, message },
-    )?)
-}
-
 /// How many messages are stored for each of `users` (those with none are
 /// left out).
 pub fn counts(conn: &mut impl Queryable, users: &[i32]) -> Result<HashMap<i32, u64>, DbError> {

@@ -28,11 +28,18 @@ pub fn claim(conn: &mut impl Queryable, userid: i32, server: &str, alive: Durati
 /// Claims `userid` for `server` whoever holds them (a takeover); run it
 /// under the user's row lock.
 pub fn take(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
+    take_row(conn, userid, server)?;
+    conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (userid,))?;
+    Ok(())
+}
+
+/// [`take`] without marking `user.state`, for a caller that marks it in a
+/// statement of its own (see [`super::token::rotate_going_online`]).
+pub fn take_row(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
     conn.exec_drop(
         "INSERT INTO online (userid, server) VALUES (?, ?) ON DUPLICATE KEY UPDATE server = VALUES(server)",
         (userid, server),
     )?;
-    conn.exec_drop("UPDATE user SET state = 'online' WHERE id = ?", (userid,))?;
     Ok(())
 }
 
@@ -101,6 +108,24 @@ pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(
         conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
     }
     Ok(())
+}
+
+/// Locks the row of `userid` (as [`super::user::lock`] does) and releases
+/// them if `server` holds them, marking them offline; true when released.
+/// One user's [`release_many`] in two statements instead of four.
+pub fn release_one(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<bool, DbError> {
+    // Marking offline first takes the user's row lock, before the online row.
+    conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
+    let released =
+        conn.exec_iter("DELETE FROM online WHERE userid = ? AND server = ?", (userid, server))?.affected_rows() > 0;
+    if !released {
+        // Held elsewhere (a takeover) or by no one: state follows the row.
+        conn.exec_drop(
+            "UPDATE user SET state = 'online' WHERE id = ? AND EXISTS (SELECT 1 FROM online WHERE userid = ?)",
+            (userid, userid),
+        )?;
+    }
+    Ok(released)
 }
 
 /// Releases those of `userids` that `server` holds, marking them offline;

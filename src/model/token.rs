@@ -26,6 +26,28 @@ pub fn holder_name(conn: &mut impl Queryable, userid: i32, hash: &[u8]) -> Resul
     )?)
 }
 
+/// If `old` is the user's token and has not expired, replaces it with `new`
+/// for `ttl` and marks the user online in table user, in one statement;
+/// false, changing nothing, when it is not. Run it under the user's row
+/// lock: it reads the token row as it is now, so a revocation that
+/// committed first is seen.
+pub fn rotate_going_online(
+    conn: &mut impl Queryable,
+    userid: i32,
+    old: &[u8],
+    new: &[u8],
+    ttl: Duration,
+) -> Result<bool, DbError> {
+    let done = conn.exec_iter(
+        "UPDATE user u JOIN token t ON t.userid = u.id \
+         SET u.state = 'online', t.hash = ?, t.expires = NOW() + INTERVAL ? SECOND \
+         WHERE u.id = ? AND t.hash = ? AND t.expires > NOW()",
+        (new, ttl.as_secs(), userid, old),
+    )?;
+    // The token row changes whenever it matched (a new hash).
+    Ok(done.affected_rows() > 0)
+}
+
 /// Revokes the user's token (LOGOUT).
 pub fn revoke(conn: &mut impl Queryable, userid: i32) -> Result<(), DbError> {
     conn.exec_drop("DELETE FROM token WHERE userid = ?", (userid,))?;

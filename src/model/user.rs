@@ -101,3 +101,26 @@ pub fn lock(conn: &mut impl Queryable, ids: &[i32]) -> Result<Vec<i32>, DbError>
     }
     Ok(found)
 }
+
+/// Locks the row of `id` as [`lock`] does and reads, in the same statement,
+/// the user's name and the live server holding them (as
+/// [`super::online::holder`] says); None when there is no such user.
+///
+/// MariaDB locks only the outer table's rows of a FOR UPDATE: the subquery
+/// is a plain read, so `online` and `server` rows stay free (heartbeats and
+/// other logins do not wait on them). Correlated with the locked row, it
+/// runs once the lock is granted, so the transaction's snapshot is taken
+/// under the lock, as its later reads need (tests/models.rs checks both).
+pub fn lock_with_holder(
+    conn: &mut impl Queryable,
+    id: i32,
+    me: &str,
+    alive: std::time::Duration,
+) -> Result<Option<(String, Option<String>)>, DbError> {
+    Ok(conn.exec_first(
+        "SELECT u.name, (SELECT o.server FROM online o LEFT JOIN server s ON s.id = o.server \
+         WHERE o.userid = u.id AND (o.server = ? OR s.heartbeat > NOW(3) - INTERVAL ? SECOND)) \
+         FROM user u WHERE u.id = ? FOR UPDATE",
+        (me, alive.as_secs(), id),
+    )?)
+}

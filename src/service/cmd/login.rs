@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::{Caller, Outcome, SessionChange};
 use mysql::TxOpts;
 
-use crate::model::{self, Friend, Group, OfflineMessage, friend, group, offline_message, online, user};
+use crate::model::login::Lists;
+use crate::model::{self, Friend, Group, OfflineMessage, online, user};
 use crate::net::ConnId;
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
@@ -41,7 +42,10 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         let why = format!("too many failed logins; try again in {secs} s");
         return refuse(Errno::Invalid, &why);
     }
-    let name = match secret {
+    // A password is checked here; a token inside the login's transaction,
+    // under the user's row lock (one statement fewer, and a revocation that
+    // committed first is seen).
+    let token_hash = match secret {
         Secret::Password(password) => {
             let found = ctx.db.run(|c| user::find(c, id))?;
             // A missing id costs a hash check too, so timing does not tell.
@@ -56,26 +60,30 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
                     true
                 }
             };
-            found.filter(|_| proven).map(|u| u.name)
+            if found.is_none() || !proven {
+                ctx.throttle.failed(id, Instant::now());
+                return Ok(invalid());
+            }
+            None
         }
-        // One query: the user's name if the token is theirs and valid.
-        Secret::Token(text) => ctx.db.run(|c| model::token::holder_name(c, id, &token::digest(text)))?,
+        Secret::Token(text) => Some(token::digest(text)),
     };
-    let Some(name) = name else {
-        ctx.throttle.failed(id, Instant::now());
-        return Ok(invalid());
-    };
-    ctx.throttle.succeeded(id);
-    let me = User { id, name: Arc::from(name.as_str()) };
     let (fresh, fresh_hash) = token::issue().ok_or(ServiceError::Hash)?;
 
-    // A token proves a session of this user's own: it takes over wherever
-    // the user is logged in. A password alone does not.
-    let takeover = matches!(secret, Secret::Token(_));
-    let Some(Loaded { friends, groups, offline, followers }) = go_online(ctx, caller, id, takeover, &fresh_hash)?
-    else {
-        return refuse(Errno::InUse, Errno::InUse.text());
+    let loaded = match go_online(ctx, caller, id, token_hash.as_deref(), &fresh_hash)? {
+        Online::Invalid => {
+            ctx.throttle.failed(id, Instant::now());
+            return Ok(invalid());
+        }
+        Online::InUse => {
+            ctx.throttle.succeeded(id);
+            return refuse(Errno::InUse, Errno::InUse.text());
+        }
+        Online::Loaded(loaded) => loaded,
     };
+    ctx.throttle.succeeded(id);
+    let Loaded { name, lists: Lists { friends, followers, groups, offline } } = loaded;
+    let me = User { id, name: Arc::from(name.as_str()) };
     let (offline, more_stored) = split_stored(offline);
     let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
     let payload: Arc<str> = protocol::presence(id, &me.name, true).into();
@@ -107,41 +115,59 @@ fn split_stored(mut offline: Vec<OfflineMessage>) -> (Vec<OfflineMessage>, Vec<(
 
 /// What a login hands back.
 struct Loaded {
-    friends: Vec<Friend>,
-    groups: Vec<Group>,
-    offline: Vec<OfflineMessage>,
-    /// Users who have this one as a friend, told of the login.
-    followers: Vec<i32>,
+    name: String,
+    lists: model::login::Lists,
 }
 
-/// Claims the user for this server and reads what the LOGIN_ACK carries;
-/// None when they are logged in on a live server already (unless this is a
-/// takeover) or still being taken offline here.
+/// How [`go_online`] ended.
+enum Online {
+    Loaded(Loaded),
+    /// The token is wrong, expired or revoked (or there is no such user).
+    Invalid,
+    /// Logged in on a live server already (unless this is a takeover), or
+    /// still being taken offline here.
+    InUse,
+}
+
+/// Claims the user for this server and reads what the LOGIN_ACK carries.
+/// `token` is the digest of the token to check, None when a password
+/// proved the login; a token takes over the user's session wherever it is.
+/// `fresh_hash` is the digest of the token the LOGIN_ACK hands out.
 ///
-/// Under the user's row lock, in order: claim the `online` row, become
-/// reachable here (registry), store the new token, then read the stored
-/// messages. A sender storing a message takes the same lock and asks again
-/// where the user is (this registry, or the `online` row from elsewhere),
-/// so each message is either in this read or delivered live; live ones
-/// wait in the session until the LOGIN_ACK is out. The other servers learn
-/// of the login from the bus after the commit, and a replaced session is
-/// told then: no Redis call under the lock.
+/// Under the user's row lock, in order: check and replace the token (or
+/// store the new one), claim the `online` row, become reachable here
+/// (registry), then read the stored messages. A sender storing a message
+/// takes the same lock and asks again where the user is (this registry, or
+/// the `online` row from elsewhere), so each message is either in this read
+/// or delivered live; live ones wait in the session until the LOGIN_ACK is
+/// out. The other servers learn of the login from the bus after the commit,
+/// and a replaced session is told then: no Redis call under the lock.
 fn go_online(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     id: i32,
-    takeover: bool,
-    token_hash: &[u8],
-) -> Result<Option<Loaded>, ServiceError> {
+    token: Option<&[u8]>,
+    fresh_hash: &[u8],
+) -> Result<Online, ServiceError> {
+    let takeover = token.is_some();
     let here = ctx.registry.get(id);
-    if ctx.registry.contains(id) && !(takeover && here.is_some()) {
+    let busy = ctx.registry.contains(id) && !(takeover && here.is_some());
+    let pending = ctx.bus.any_pending();
+    // Refusing, or storing what went to a dead server, only for a token
+    // that holds (as a password login has checked its password by now).
+    if let Some(token) = token
+        && (busy || pending)
+        && ctx.db.run(|c| model::token::holder_name(c, id, token))?.is_none()
+    {
+        return Ok(Online::Invalid);
+    }
+    if busy {
         // Logged in here already (answered without MySQL, whose view may lag
         // after an outage), or their old connection is still closing.
-        return Ok(None);
+        return Ok(Online::InUse);
     }
     // (Only worth asking while this server has messages on their way.)
-    let dead =
-        if ctx.bus.any_pending() { ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? } else { None };
+    let dead = if pending { ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? } else { None };
     if let Some(dead) = dead {
         // Taking over from a dead server: what this server sent there is
         // stored first, so this login's LOGIN_ACK carries it.
@@ -155,25 +181,36 @@ fn go_online(
     let mut entry = RegistryEntry { ctx, id, conn: caller.conn, replaced: None, placed: false, kept: false };
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
-        user::lock(&mut tx, &[id])?;
-        let holder = online::holder(&mut tx, id, &ctx.server_id, ALIVE)?;
-        if holder.is_some() && !takeover {
-            return Ok(None);
-        }
-        online::take(&mut tx, id, &ctx.server_id)?;
-        entry.place();
-        model::token::replace(&mut tx, id, token_hash, ctx.token_ttl)?;
-        let (friends, followers) = friend::both_ways(&mut tx, id)?;
-        let loaded = Loaded {
-            friends,
-            groups: group::list_for_user(&mut tx, id)?,
-            offline: offline_message::list(&mut tx, id)?,
-            followers,
+        // (Returning before the commit rolls back.)
+        let Some((name, holder)) = user::lock_with_holder(&mut tx, id, &ctx.server_id, ALIVE)? else {
+            return Ok(Err(Online::Invalid));
         };
+        match token {
+            Some(old) => {
+                if !model::token::rotate_going_online(&mut tx, id, old, fresh_hash, ctx.token_ttl)? {
+                    return Ok(Err(Online::Invalid));
+                }
+                online::take_row(&mut tx, id, &ctx.server_id)?;
+                entry.place();
+            }
+            None => {
+                if holder.is_some() {
+                    return Ok(Err(Online::InUse));
+                }
+                model::token::replace(&mut tx, id, fresh_hash, ctx.token_ttl)?;
+                online::take(&mut tx, id, &ctx.server_id)?;
+                entry.place();
+            }
+        }
+        let lists = model::login::lists(&mut tx, id)?;
+        let loaded = Loaded { name, lists };
         tx.commit()?;
-        Ok(Some((loaded, holder.filter(|h| *h != ctx.server_id))))
+        Ok(Ok((loaded, holder.filter(|h| *h != ctx.server_id))))
     });
-    let Some((loaded, elsewhere)) = result? else { return Ok(None) };
+    let (loaded, elsewhere) = match result? {
+        Ok(done) => done,
+        Err(refused) => return Ok(refused),
+    };
     if let Some(old) = entry.keep() {
         ctx.remote.send(old, Message::Replaced);
     }
@@ -181,7 +218,7 @@ fn go_online(
         ctx.bus.replace_session(&server, id);
     }
     ctx.bus.announce(true, &[id]);
-    Ok(Some(loaded))
+    Ok(Online::Loaded(loaded))
 }
 
 /// The registry entry a login makes inside its transaction: undone when
