@@ -59,9 +59,9 @@ struct Connection<S> {
 impl<S> Connection<S> {
     /// The session, and what its handler may do to this open connection
     /// (`release` means nothing for an open one).
-    fn parts<'a>(&'a mut self, release: &'a mut bool) -> (&'a mut S, Outbox<'a>) {
+    fn parts<'a>(&'a mut self, release: &'a mut bool, now: Instant) -> (&'a mut S, Outbox<'a>) {
         let Connection { out, session, closing, paused, .. } = self;
-        (session, Outbox { out, close: closing, paused, release })
+        (session, Outbox { out, close: closing, paused, release, now })
     }
 }
 
@@ -314,7 +314,7 @@ impl<H: Handler> EventLoop<H> {
                         // first; the handler says when that is done.
                         conn.ended = true;
                         let mut no_release = false;
-                        let (session, mut outbox) = conn.parts(&mut no_release);
+                        let (session, mut outbox) = conn.parts(&mut no_release, now);
                         handler.end_of_input(session, &mut outbox);
                         break;
                     }
@@ -322,7 +322,7 @@ impl<H: Handler> EventLoop<H> {
                         conn.last_active = now;
                         let Connection { decoder, out, session, closing, paused, .. } = conn;
                         let mut no_release = false;
-                        let mut outbox = Outbox { out, close: closing, paused, release: &mut no_release };
+                        let mut outbox = Outbox { out, close: closing, paused, release: &mut no_release, now };
                         let fed = decoder.feed(&scratch[..n], |frame| {
                             handler.frame(session, frame, &mut outbox);
                             outbox.close.is_none()
@@ -368,13 +368,14 @@ impl<H: Handler> EventLoop<H> {
 
     fn deliver(&mut self, token: u64, msg: H::Message) {
         let handler = &*self.handler;
+        let now = self.now;
         // A closing connection still gets its messages: its session must see
         // them, and frames it cannot write come back to `closed` as unsent.
         match find(&mut self.slots, token) {
             Some(conn) => {
                 let was_paused = conn.paused;
                 let mut no_release = false;
-                let (session, mut outbox) = conn.parts(&mut no_release);
+                let (session, mut outbox) = conn.parts(&mut no_release, now);
                 handler.message(session, msg, &mut outbox);
                 if was_paused && !conn.paused {
                     // Edge-triggered: bytes that arrived while paused bring no
@@ -397,8 +398,13 @@ impl<H: Handler> EventLoop<H> {
         };
         let Some(session) = slot.draining.as_mut() else { return self.handler.undeliverable(msg) };
         let (mut closing, mut paused, mut release) = (None, false, false);
-        let mut outbox =
-            Outbox { out: &mut self.void, close: &mut closing, paused: &mut paused, release: &mut release };
+        let mut outbox = Outbox {
+            out: &mut self.void,
+            close: &mut closing,
+            paused: &mut paused,
+            release: &mut release,
+            now: self.now,
+        };
         self.handler.message(session, msg, &mut outbox);
         self.void.clear();
         if release {
@@ -462,7 +468,7 @@ impl<H: Handler> EventLoop<H> {
             let before = conn.out.len();
             while let Some(mark) = conn.out.pop_done_mark() {
                 let mut no_release = false;
-                let (session, mut outbox) = conn.parts(&mut no_release);
+                let (session, mut outbox) = conn.parts(&mut no_release, now);
                 handler.written(session, mark, &mut outbox);
             }
             if conn.out.len() == before {
@@ -494,13 +500,14 @@ impl<H: Handler> EventLoop<H> {
         }
         let index = index_of(token);
         let Some(mut conn) = self.slots[index].conn.take() else { return };
+        let now = self.now;
         self.live.fetch_sub(1, Ordering::Relaxed);
         // Marks written out but not yet reported (a write failed after a
         // partial one, or a flush at shutdown): reported first, so that
         // `closed` sees only what truly did not go.
         while let Some(mark) = conn.out.pop_done_mark() {
             let mut no_release = false;
-            let (session, mut outbox) = conn.parts(&mut no_release);
+            let (session, mut outbox) = conn.parts(&mut no_release, now);
             self.handler.written(session, mark, &mut outbox);
         }
         drop(conn.fd);

@@ -1,5 +1,7 @@
 //! The interface between the reactor and whatever it serves.
 
+use std::time::Instant;
+
 use super::buffer::OutBuffer;
 pub use super::buffer::Unsent;
 use super::remote::Inbox;
@@ -44,9 +46,17 @@ pub struct Outbox<'a> {
     pub(super) paused: &'a mut bool,
     /// Set when the handler is done with a closed, draining connection.
     pub(super) release: &'a mut bool,
+    /// When the loop's turn began: close enough to now for rate limits,
+    /// and read once per turn instead of once per frame.
+    pub(super) now: Instant,
 }
 
 impl Outbox<'_> {
+    /// The time of this turn of the loop.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
     /// Queues one frame; the reactor adds the terminator.
     pub fn send(&mut self, payload: &[u8]) {
         crate::stats::FRAMES_OUT.add(1);

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::cmd::{self, Caller, LeaveQueue, Leaver, Outcome, SessionChange};
 use super::context::Ctx;
@@ -267,7 +266,7 @@ impl Handler for ChatService {
 
     fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
         stats::FRAMES_IN.add(1);
-        if !session.bucket.take(&self.ctx.limits, Instant::now()) {
+        if !session.bucket.take(&self.ctx.limits, out.now()) {
             events::rate_limited(session.user.as_ref().map(|u| u.id));
             out.send(protocol::error(Errno::RateLimited).as_bytes());
             return;
