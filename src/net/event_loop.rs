@@ -243,6 +243,7 @@ impl<H: Handler> EventLoop<H> {
                     Task::Accept(fd) => self.adopt(fd),
                     Task::Deliver(token, msg) => self.deliver(token, msg),
                     Task::Close(token) => self.request_close(token),
+                    Task::Run(f) => f(),
                     Task::Shutdown => stop = true,
                 }
             }

@@ -16,6 +16,6 @@ pub use config::NetConfig;
 pub use error::NetError;
 pub use frame::{FrameDecoder, TooLarge};
 pub use handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
-pub use remote::{Remote, Wake};
+pub use remote::{Remote, Wake, current_worker};
 pub use server::{Server, StopHandle};
 pub use sys::raise_nofile_limit;

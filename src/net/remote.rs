@@ -19,6 +19,8 @@ pub(super) enum Task<M> {
     Deliver(u64, M),
     /// Close the connection with this token once its output is flushed.
     Close(u64),
+    /// Run this on the loop's thread (see [`Remote::run_on`]).
+    Run(Box<dyn FnOnce() + Send>),
     /// Close every connection and stop.
     Shutdown,
 }
@@ -53,6 +55,11 @@ thread_local! {
 
 pub(super) fn set_current_worker(index: usize) {
     CURRENT_WORKER.with(|c| c.set(Some(index)));
+}
+
+/// The index of the loop running on this thread; None off the loops.
+pub fn current_worker() -> Option<usize> {
+    CURRENT_WORKER.with(Cell::get)
 }
 
 /// A loop to wake after [`Remote::queue`].
@@ -129,6 +136,11 @@ impl<M: Send + 'static> Remote<M> {
         for worker in workers {
             self.notify(worker);
         }
+    }
+
+    /// Runs `f` on loop `worker`'s thread, between two of its turns.
+    pub fn run_on(&self, worker: usize, f: impl FnOnce() + Send + 'static) {
+        self.post(worker, Task::Run(Box::new(f)));
     }
 
     /// Closes connection `to` after its pending output.

@@ -16,6 +16,7 @@ use super::events;
 use super::heartbeat;
 use super::message::{Delivery, Message};
 use super::protocol::{self, Errno, msgid};
+use super::recycle;
 use super::request::{Request, Secret};
 use super::router;
 use super::session::{Early, Handed, Job, Mark, Session, State, User};
@@ -304,6 +305,7 @@ impl Handler for ChatService {
     fn turn_end(&self) {
         let done = WRITTEN_OUT.with(|w| std::mem::take(&mut *w.borrow_mut()));
         self.ctx.bus.complete(&done);
+        recycle::hand_back(&self.ctx.remote);
         // One write for what the turn sent to other servers, and the
         // acknowledgements of what it wrote out.
         self.ctx.bus.flush();
@@ -513,6 +515,7 @@ fn send_delivery(session: &mut Session, delivery: Delivery, out: &mut Outbox<'_>
         }
         None => out.send(delivery.payload.as_bytes()),
     }
+    recycle::done_with(delivery.origin, delivery.payload);
 }
 
 /// Notes a bus message as written out (see [`WRITTEN_OUT`]).

@@ -22,17 +22,20 @@ pub struct Delivery {
     /// Set when it came over the bus: reported to the bus once it is in
     /// its user's output, stored or forwarded, so the sender can let go.
     pub tag: Option<Tag>,
+    /// The loop whose thread allocated `payload`, which frees it (see
+    /// `recycle`); None when another thread did.
+    pub origin: Option<usize>,
 }
 
 impl Delivery {
     /// A chat message, stored if its user is offline.
     pub fn chat(to: i32, payload: Arc<str>) -> Delivery {
-        Delivery { to, payload, keep: true, hops: 0, tag: None }
+        Delivery { to, payload, keep: true, hops: 0, tag: None, origin: crate::net::current_worker() }
     }
 
     /// A presence notice, dropped if its user is offline.
     pub fn notice(to: i32, payload: Arc<str>) -> Delivery {
-        Delivery { to, payload, keep: false, hops: 0, tag: None }
+        Delivery { to, payload, keep: false, hops: 0, tag: None, origin: crate::net::current_worker() }
     }
 
     /// As it leaves for another server.
@@ -43,14 +46,14 @@ impl Delivery {
 
 impl From<Incoming> for Delivery {
     fn from(m: Incoming) -> Delivery {
-        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: Some(m.tag) }
+        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: Some(m.tag), origin: None }
     }
 }
 
 impl From<Outgoing> for Delivery {
     /// One the bus gave back: it never reached another server's user.
     fn from(m: Outgoing) -> Delivery {
-        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: None }
+        Delivery { to: m.to, payload: m.frame, keep: m.keep, hops: m.hops, tag: None, origin: None }
     }
 }
 

@@ -16,6 +16,7 @@ mod members;
 mod message;
 pub mod password;
 pub mod protocol;
+mod recycle;
 mod registry;
 pub mod request;
 pub mod router;
