@@ -32,18 +32,24 @@ pub enum Found<R> {
 /// Logged-in users of this server.
 pub struct Registry {
     /// user id -> entry, sharded by id.
-    shards: Vec<RwLock<IdMap<Entry>>>,
+    shards: Vec<Shard>,
 }
+
+/// One shard, on cache lines of its own: taking a read lock writes the
+/// lock word, and neighbouring shards are read by different loops.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(RwLock<IdMap<Entry>>);
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { shards: (0..SHARDS).map(|_| RwLock::new(IdMap::default())).collect() }
+        Registry { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
     }
 }
 
 impl Registry {
     fn shard(&self, user: i32) -> &RwLock<IdMap<Entry>> {
-        &self.shards[user.unsigned_abs() as usize % SHARDS]
+        &self.shards[user.unsigned_abs() as usize % SHARDS].0
     }
 
     /// The connection `user` is logged in on, if they are reachable here.
@@ -122,7 +128,7 @@ impl Registry {
         self.shards
             .iter()
             .flat_map(|s| {
-                s.read().iter().filter(|(_, e)| matches!(e, Entry::Live(_))).map(|(&u, _)| u).collect::<Vec<_>>()
+                s.0.read().iter().filter(|(_, e)| matches!(e, Entry::Live(_))).map(|(&u, _)| u).collect::<Vec<_>>()
             })
             .collect()
     }
