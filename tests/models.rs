@@ -19,6 +19,16 @@ fn users(conn: &mut Conn, names: &[&str]) -> Vec<i32> {
     names.iter().map(|name| user::insert(conn, name, HASH).unwrap().unwrap()).collect()
 }
 
+/// A fresh database with users a and b and two live servers, s1 and s2.
+fn two_users_two_servers() -> (TestDb, Conn, i32, i32) {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    server::beat(&mut conn, "s1").unwrap();
+    server::beat(&mut conn, "s2").unwrap();
+    (db, conn, a, b)
+}
+
 /// The friends and followers of `id`, as a login reads them.
 fn both_ways(conn: &mut impl Queryable, id: i32) -> (Vec<Friend>, Vec<i32>) {
     let lists = login::lists(conn, id).unwrap();
@@ -51,12 +61,8 @@ fn user_insert_find_and_duplicate_name() {
 
 #[test]
 fn online_claim_is_won_once_while_the_holder_lives() {
-    let db = TestDb::fresh();
-    let mut conn = db.conn();
-    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let (_db, mut conn, a, b) = two_users_two_servers();
     let alive = Duration::from_secs(9);
-    server::beat(&mut conn, "s1").unwrap();
-    server::beat(&mut conn, "s2").unwrap();
 
     assert!(online::claim(&mut conn, a, "s1", alive).unwrap());
     assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
@@ -96,12 +102,8 @@ fn lock_returns_the_existing_ids() {
 
 #[test]
 fn lock_with_holder_locks_the_user_row_alone_and_reads_after_the_lock() {
-    let db = TestDb::fresh();
-    let mut conn = db.conn();
-    let [a, b] = users(&mut conn, &["a", "b"])[..] else { panic!() };
+    let (db, mut conn, a, b) = two_users_two_servers();
     let alive = Duration::from_secs(9);
-    server::beat(&mut conn, "s1").unwrap();
-    server::beat(&mut conn, "s2").unwrap();
     assert!(online::claim(&mut conn, a, "s2", alive).unwrap());
     let mut tx = conn.start_transaction(mysql::TxOpts::default()).unwrap();
     assert_eq!(user::lock_with_holder(&mut tx, a, "s1", alive).unwrap(), Some(("a".into(), Some("s2".into()))));
