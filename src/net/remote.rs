@@ -19,7 +19,7 @@ pub(super) enum Task<M> {
     Deliver(u64, M),
     /// Close the connection with this token once its output is flushed.
     Close(u64),
-    /// Run this on the loop's thread (see [`Remote::run_on`]).
+    /// Run this on the loop's thread (see [`Remote::run_on_next_turn`]).
     Run(Box<dyn FnOnce() + Send>),
     /// Close every connection and stop.
     Shutdown,
@@ -140,9 +140,13 @@ impl<M: Send + 'static> Remote<M> {
         }
     }
 
-    /// Runs `f` on loop `worker`'s thread, between two of its turns.
-    pub fn run_on(&self, worker: usize, f: impl FnOnce() + Send + 'static) {
-        self.post(worker, Task::Run(Box::new(f)));
+    /// Runs `f` on loop `worker`'s thread at its next turn, without waking
+    /// it for that: for work that can wait until the loop wakes for its own
+    /// sockets (at the latest its once-a-second sweep).
+    pub fn run_on_next_turn(&self, worker: usize, f: impl FnOnce() + Send + 'static) {
+        if let Some(inbox) = self.inboxes.get(worker) {
+            inbox.push(Task::Run(Box::new(f)));
+        }
     }
 
     /// Closes connection `to` after its pending output.

@@ -37,13 +37,14 @@ pub fn done_with(origin: Option<usize>, payload: Arc<str>) {
     });
 }
 
-/// Hands the payloads kept this turn back to their loops.
+/// Hands the payloads kept this turn back to their loops, without waking
+/// them: a loop that sent them is busy, or soon wakes for its sockets.
 pub fn hand_back(remote: &Remote<Message>) {
     BACK.with(|back| {
         for (origin, payloads) in back.borrow_mut().iter_mut().enumerate() {
             if !payloads.is_empty() {
                 let batch = std::mem::take(payloads);
-                remote.run_on(origin, move || drop(batch));
+                remote.run_on_next_turn(origin, move || drop(batch));
             }
         }
     });
