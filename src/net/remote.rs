@@ -162,7 +162,7 @@ impl<M: Send + 'static> Remote<M> {
 
     fn notify(&self, worker: usize) {
         let Some(inbox) = self.inboxes.get(worker) else { return };
-        if CURRENT_WORKER.with(Cell::get) == Some(worker) {
+        if current_worker() == Some(worker) {
             return;
         }
         // SeqCst pairs with `going_to_sleep`: either this sees the loop

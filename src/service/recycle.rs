@@ -23,9 +23,8 @@ thread_local! {
 /// Done with `payload` (allocated on loop `origin`): dropped now if that is
 /// this loop or someone else still holds it, else kept to be handed back.
 pub fn done_with(origin: Option<usize>, payload: Arc<str>) {
-    let here = net::current_worker();
-    let Some(origin) = origin.filter(|&o| Some(o) != here && here.is_some()) else { return };
-    if Arc::strong_count(&payload) != 1 {
+    let (Some(origin), Some(here)) = (origin, net::current_worker()) else { return };
+    if origin == here || Arc::strong_count(&payload) != 1 {
         return;
     }
     BACK.with(|back| {
