@@ -325,6 +325,30 @@ fn takeover_on_the_same_server() {
     d.ping();
 }
 
+/// A client that reconnects the moment its connection dropped (ChatClient
+/// does, and so does anything behind a flaky link) finds its session
+/// however far the server got with the close: still live (taken over),
+/// being taken offline, or gone. None of those is "in use".
+#[test]
+fn a_token_login_right_after_the_close_always_gets_in() {
+    const ROUNDS: usize = 150;
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let (mut c, id, name, mut token) = user_with_token(server.addr, "rc");
+    for round in 0..ROUNDS {
+        drop(c);
+        c = Client::connect(server.addr);
+        let ack = token_login_ok(&mut c, id, &name, &token, &format!("reconnect {round} of {ROUNDS}"));
+        token = token_of(&ack);
+    }
+    // The last one is the session: a message finds it, and nothing was stored.
+    let (mut s, ids, names) = user_on(server.addr, "rs", PW);
+    s.send_chat(id, "after the reconnects");
+    assert_one_chat(&c.recv_msgid(6), ids, &names, id, "after the reconnects");
+    assert_eq!(user_state(&db, id), "online", "the user is offline after reconnecting");
+    assert_eq!(offline_count(&db, id), 0, "a message to the reconnected user was stored");
+}
+
 // ------------------------------------------------------------------ 4
 
 #[test]

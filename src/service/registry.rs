@@ -1,6 +1,8 @@
 //! Who is logged in on this server, and on which connection.
 
-use parking_lot::RwLock;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::id_map::IdMap;
 use crate::net::ConnId;
@@ -33,6 +35,12 @@ pub enum Found<R> {
 pub struct Registry {
     /// user id -> entry, sharded by id.
     shards: Vec<Shard>,
+    /// Logins waiting for a leaving user to be gone park here; it is
+    /// notified, under `left_lock`, after every removal of a leaving entry.
+    left: Condvar,
+    /// Pairs with `left`: a waiter checks the registry while holding it, so
+    /// a removal cannot slip between its check and its wait.
+    left_lock: Mutex<()>,
 }
 
 /// One shard, on cache lines of its own: taking a read lock writes the
@@ -43,7 +51,11 @@ struct Shard(RwLock<IdMap<Entry>>);
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+        Registry {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            left: Condvar::new(),
+            left_lock: Mutex::new(()),
+        }
     }
 }
 
@@ -120,6 +132,23 @@ impl Registry {
         let mut shard = self.shard(user).write();
         if shard.get(&user) == Some(&Entry::Leaving) {
             shard.remove(&user);
+            drop(shard);
+            let _held = self.left_lock.lock();
+            self.left.notify_all();
+        }
+    }
+
+    /// Waits, up to `within`, while `user` is being taken offline here: a
+    /// client that reconnects the moment its old connection closed finds
+    /// that session gone instead of in use.
+    pub fn wait_until_left(&self, user: i32, within: Duration) {
+        let leaving = || self.shard(user).read().get(&user) == Some(&Entry::Leaving);
+        let deadline = Instant::now() + within;
+        let mut held = self.left_lock.lock();
+        while leaving() {
+            if self.left.wait_until(&mut held, deadline).timed_out() {
+                return;
+            }
         }
     }
 

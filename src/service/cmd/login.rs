@@ -3,7 +3,7 @@
 //! back a fresh token, friends, groups and stored messages.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -119,13 +119,17 @@ struct Loaded {
     lists: model::login::Lists,
 }
 
+/// How long a login waits for the user's old session here to finish
+/// going offline before it is refused as in use.
+const LEAVING_WAIT: Duration = Duration::from_secs(2);
+
 /// How [`go_online`] ended.
 enum Online {
     Loaded(Loaded),
     /// The token is wrong, expired or revoked (or there is no such user).
     Invalid,
     /// Logged in on a live server already (unless this is a takeover), or
-    /// still being taken offline here.
+    /// still being taken offline here after [`LEAVING_WAIT`].
     InUse,
 }
 
@@ -150,6 +154,8 @@ fn go_online(
     fresh_hash: &[u8],
 ) -> Result<Online, ServiceError> {
     let takeover = token.is_some();
+    // Leaving takes a transaction; waiting out one beats refusing.
+    ctx.registry.wait_until_left(id, LEAVING_WAIT);
     let here = ctx.registry.get(id);
     let busy = ctx.registry.contains(id) && !(takeover && here.is_some());
     let pending = ctx.bus.any_pending();
@@ -163,7 +169,8 @@ fn go_online(
     }
     if busy {
         // Logged in here already (answered without MySQL, whose view may lag
-        // after an outage), or their old connection is still closing.
+        // after an outage), or their old connection is still closing
+        // after LEAVING_WAIT.
         return Ok(Online::InUse);
     }
     // (Only worth asking while this server has messages on their way.)
