@@ -42,7 +42,8 @@ pub fn hand_back(remote: &Remote<Message>) {
     BACK.with(|back| {
         for (origin, payloads) in back.borrow_mut().iter_mut().enumerate() {
             if !payloads.is_empty() {
-                let batch = std::mem::take(payloads);
+                // Sized like this turn's: the next one is likely the same.
+                let batch = std::mem::replace(payloads, Vec::with_capacity(payloads.len()));
                 remote.run_on_next_turn(origin, move || drop(batch));
             }
         }
