@@ -8,7 +8,7 @@ use std::time::Duration;
 use chatserver::bus::Bus;
 use chatserver::db::{Pool, schema};
 use chatserver::model::server;
-use chatserver::net::{ConnId, Remote};
+use chatserver::net::{ConnId, Remote, Writer};
 use chatserver::service::cmd::{self, Caller, Outcome, SessionChange};
 use chatserver::service::request::{Request, Secret};
 use chatserver::service::{Ctx, Jobs, Lanes, Limits, Parts, Priority, User};
@@ -37,7 +37,7 @@ fn context(db: &TestDb) -> std::sync::Arc<Ctx> {
 }
 
 fn caller(token: u64, user: Option<User>) -> Caller {
-    Caller { conn: ConnId { worker: 0, token }, user }
+    Caller { conn: ConnId { worker: 0, token }, writer: Writer::detached(), user }
 }
 
 fn replies(outcome: &Outcome) -> Vec<Value> {

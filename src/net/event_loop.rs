@@ -1,15 +1,17 @@
 //! One worker's epoll loop: it owns its connections and is the only thread
-//! that touches them.
+//! that reads them, runs their handler and closes them. Other threads may
+//! append frames to a connection's output (see `output.rs`); what the
+//! socket does not take at once is the loop's to flush.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::buffer::OutBuffer;
 use super::config::NetConfig;
 use super::frame::FrameDecoder;
 use super::handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
+use super::output::Writer;
 use super::remote::{Remote, Task};
 use super::server::StopHandle;
 use super::sys::{self, Epoll};
@@ -27,12 +29,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// One client connection.
 struct Connection<S> {
-    /// The socket; closing it also removes it from the epoll set.
-    fd: OwnedFd,
+    /// The socket's descriptor, for reads. `out` owns the socket and closes
+    /// it in [`EventLoop::close`] (which also takes it out of the epoll set);
+    /// the connection is gone from its slot by then.
+    fd: RawFd,
     /// Finds frame boundaries and keeps an unfinished tail.
     decoder: FrameDecoder,
-    /// Bytes not yet accepted by the socket.
-    out: OutBuffer,
+    /// Bytes not yet accepted by the socket; shared with the threads that
+    /// write to the connection directly.
+    out: Writer,
     /// The handler's state for this connection.
     session: S,
     /// When bytes last arrived: a connection quiet for a sweep gives its
@@ -57,6 +62,12 @@ struct Connection<S> {
 }
 
 impl<S> Connection<S> {
+    fn socket(&self) -> BorrowedFd<'_> {
+        // SAFETY: `out` keeps the descriptor open while the connection is in
+        // its slot; only this loop closes it, after taking it out of there.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
     /// The session, and what its handler may do to this open connection
     /// (`release` means nothing for an open one).
     fn parts<'a>(&'a mut self, release: &'a mut bool, now: Instant) -> (&'a mut S, Outbox<'a>) {
@@ -104,7 +115,10 @@ pub(super) struct EventLoop<H: Handler> {
     /// copied out, so idle connections hold no read buffer of their own.
     scratch: Vec<u8>,
     /// Where output of draining sessions goes: nowhere, emptied each time.
-    void: OutBuffer,
+    void: Writer,
+    /// Marks a flush found written out, reported once the output's lock
+    /// is let go (the handler may write to the connection again).
+    done_marks: Vec<u64>,
     /// The time at the start of this turn.
     now: Instant,
 }
@@ -165,7 +179,8 @@ impl<H: Handler> EventLoop<H> {
             dirty: Vec::new(),
             unread: Vec::new(),
             scratch: vec![0; 64 * 1024],
-            void: OutBuffer::default(),
+            void: Writer::detached(),
+            done_marks: Vec::new(),
             now: Instant::now(),
         })
     }
@@ -181,6 +196,9 @@ impl<H: Handler> EventLoop<H> {
         let mut tasks = Vec::new();
         let mut last_sweep = Instant::now();
         loop {
+            // Frames the end of the last turn (its hooks, the sweep) wrote
+            // into other connections' outputs go out before any sleep.
+            self.remote.flush_unflushed();
             // Do not sleep while work is waiting: reads cut short by the budget,
             // or tasks this loop posted to itself (those send no wake-up).
             // While a loop is behind, nobody reads: what the clients send
@@ -242,11 +260,19 @@ impl<H: Handler> EventLoop<H> {
                 match task {
                     Task::Accept(fd) => self.adopt(fd),
                     Task::Deliver(token, msg) => self.deliver(token, msg),
+                    Task::Behind(token, msg) => {
+                        self.deliver(token, msg);
+                        if let Some(conn) = self.conn(token) {
+                            conn.out.handed_behind();
+                        }
+                    }
+                    Task::Flush(token) => self.mark_dirty(token),
                     Task::Close(token) => self.request_close(token),
                     Task::Run(f) => f(),
                     Task::Shutdown => stop = true,
                 }
             }
+            self.remote.flush_unflushed();
             self.flush_dirty();
             self.handler.turn_end();
             if stop {
@@ -273,17 +299,19 @@ impl<H: Handler> EventLoop<H> {
             }
         };
         let token = token_of(index, self.slots[index as usize].generation);
-        if let Err(e) = self.epoll.add(fd.as_raw_fd(), sys::CONN_EVENTS, token) {
+        let raw = fd.as_raw_fd();
+        if let Err(e) = self.epoll.add(raw, sys::CONN_EVENTS, token) {
             crate::error!("worker {}: cannot watch a new connection: {e}", self.index);
             self.free.push(index);
             self.live.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let session = self.handler.open(ConnId { worker: self.index, token });
+        let out = Writer::new(fd);
+        let session = self.handler.open(ConnId { worker: self.index, token }, out.clone());
         self.slots[index as usize].conn = Some(Connection {
-            fd,
+            fd: raw,
             decoder: FrameDecoder::new(self.config.max_frame),
-            out: OutBuffer::default(),
+            out,
             session,
             last_active: self.now,
             stalled_since: None,
@@ -309,7 +337,7 @@ impl<H: Handler> EventLoop<H> {
         if let Some(conn) = find(&mut self.slots, token) {
             conn.hung_up |= hangup;
             while conn.closing.is_none() && !conn.paused && !conn.ended {
-                match sys::read(conn.fd.as_fd(), scratch) {
+                match sys::read(conn.socket(), scratch) {
                     Ok(0) => {
                         // Half-closed or closed: what it sent is answered
                         // first; the handler says when that is done.
@@ -323,7 +351,7 @@ impl<H: Handler> EventLoop<H> {
                         conn.last_active = now;
                         let Connection { decoder, out, session, closing, paused, .. } = conn;
                         let mut no_release = false;
-                        let mut outbox = Outbox { out, close: closing, paused, release: &mut no_release, now };
+                        let mut outbox = Outbox { out: &*out, close: closing, paused, release: &mut no_release, now };
                         let fed = decoder.feed(&scratch[..n], |frame| {
                             handler.frame(session, frame, &mut outbox);
                             outbox.close.is_none()
@@ -399,15 +427,10 @@ impl<H: Handler> EventLoop<H> {
         };
         let Some(session) = slot.draining.as_mut() else { return self.handler.undeliverable(msg) };
         let (mut closing, mut paused, mut release) = (None, false, false);
-        let mut outbox = Outbox {
-            out: &mut self.void,
-            close: &mut closing,
-            paused: &mut paused,
-            release: &mut release,
-            now: self.now,
-        };
+        let mut outbox =
+            Outbox { out: &self.void, close: &mut closing, paused: &mut paused, release: &mut release, now: self.now };
         self.handler.message(session, msg, &mut outbox);
-        self.void.clear();
+        self.void.lock().buf.clear();
         if release {
             slot.draining = None;
             self.free_slot(index);
@@ -455,40 +478,44 @@ impl<H: Handler> EventLoop<H> {
         let handler = &*self.handler;
         let max_output = self.config.max_output;
         let now = self.now;
+        let done = &mut self.done_marks;
         let Some(conn) = find(&mut self.slots, token) else { return };
-        let written_before = conn.out.written();
+        let written_before = conn.out.lock().buf.written();
         let result = loop {
-            let fd = conn.fd.as_fd();
-            if let Err(e) = conn.out.flush(|bytes| sys::write(fd, bytes)) {
+            let mut out = conn.out.lock();
+            if let Err(e) = out.flush() {
                 break Some(if e.kind() == std::io::ErrorKind::WriteZero {
                     CloseReason::PeerClosed
                 } else {
                     CloseReason::Error
                 });
             }
-            let before = conn.out.len();
-            while let Some(mark) = conn.out.pop_done_mark() {
+            done.extend(std::iter::from_fn(|| out.buf.pop_done_mark()));
+            drop(out);
+            if done.is_empty() {
+                break None;
+            }
+            // What a mark's handler queues is written on the next round.
+            for mark in done.drain(..) {
                 let mut no_release = false;
                 let (session, mut outbox) = conn.parts(&mut no_release, now);
                 handler.written(session, mark, &mut outbox);
             }
-            if conn.out.len() == before {
-                break None;
-            }
         };
+        let out = conn.out.lock();
+        let (empty, written, capped) = (out.buf.is_empty(), out.buf.written(), out.buf.capped_len());
+        drop(out);
         conn.stalled_since = match conn.stalled_since {
-            _ if conn.out.is_empty() => None,
-            Some(_) if conn.out.written() != written_before => Some(now),
+            _ if empty => None,
+            Some(_) if written != written_before => Some(now),
             stalled => stalled.or(Some(now)),
         };
-        let reason = result.or_else(|| {
-            if conn.out.capped_len() > max_output {
-                Some(CloseReason::OutputOverflow)
-            } else if conn.out.is_empty() {
-                conn.closing
-            } else {
-                None
-            }
+        let reason = result.or(if capped > max_output {
+            Some(CloseReason::OutputOverflow)
+        } else if empty {
+            conn.closing
+        } else {
+            None
         });
         if let Some(reason) = reason {
             self.close(token, reason);
@@ -506,14 +533,15 @@ impl<H: Handler> EventLoop<H> {
         // Marks written out but not yet reported (a write failed after a
         // partial one, or a flush at shutdown): reported first, so that
         // `closed` sees only what truly did not go.
-        while let Some(mark) = conn.out.pop_done_mark() {
+        loop {
+            let Some(mark) = conn.out.lock().buf.pop_done_mark() else { break };
             let mut no_release = false;
             let (session, mut outbox) = conn.parts(&mut no_release, now);
             self.handler.written(session, mark, &mut outbox);
         }
-        drop(conn.fd);
+        let unsent = conn.out.close();
         let pending = Pending { inbox: self.remote.inbox(self.index), token };
-        match self.handler.closed(&mut conn.session, reason, conn.out.unsent(), pending) {
+        match self.handler.closed(&mut conn.session, reason, unsent.unsent(), pending) {
             AfterClose::Drain if reason != CloseReason::Shutdown => self.slots[index].draining = Some(conn.session),
             _ => self.free_slot(index),
         }
@@ -533,7 +561,7 @@ impl<H: Handler> EventLoop<H> {
             if conn.stalled_since.is_some_and(|since| now.duration_since(since) >= send_timeout) {
                 stuck.push(token_of(i as u32, slot.generation));
             } else if now.duration_since(conn.last_active) >= SWEEP_EVERY && !conn.dirty {
-                conn.out.release_if_empty();
+                conn.out.lock().buf.release_if_empty();
                 conn.decoder.release_if_empty();
             }
         }
@@ -553,8 +581,7 @@ impl<H: Handler> EventLoop<H> {
             .collect();
         for token in tokens {
             if let Some(conn) = self.conn(token) {
-                let fd = conn.fd.as_fd();
-                let _ = conn.out.flush(|bytes| sys::write(fd, bytes));
+                let _ = conn.out.lock().flush();
             }
             self.close(token, CloseReason::Shutdown);
         }

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use super::buffer::OutBuffer;
 pub use super::buffer::Unsent;
+use super::output::Writer;
 use super::remote::Inbox;
 
 /// Names one connection for the life of the process: its worker and a slot
@@ -38,8 +38,8 @@ pub enum CloseReason {
 /// What a handler may do to the connection it was called for. Bytes are
 /// buffered and written once the handler returns.
 pub struct Outbox<'a> {
-    /// The connection's output buffer.
-    pub(super) out: &'a mut OutBuffer,
+    /// The connection's output.
+    pub(super) out: &'a Writer,
     /// Set when the connection should close once its output is flushed.
     pub(super) close: &'a mut Option<CloseReason>,
     /// Set while the handler wants no more frames from this connection.
@@ -60,7 +60,7 @@ impl Outbox<'_> {
     /// Queues one frame; the reactor adds the terminator.
     pub fn send(&mut self, payload: &[u8]) {
         crate::stats::FRAMES_OUT.add(1);
-        self.out.push_frame(payload);
+        self.out.lock().buf.push_frame(payload);
     }
 
     /// Queues one frame and asks for [`Handler::written`] with `mark` once it
@@ -68,8 +68,9 @@ impl Outbox<'_> {
     /// output cap: the client asked for it, however large it is.
     pub fn send_marked(&mut self, payload: &[u8], mark: u64) {
         crate::stats::FRAMES_OUT.add(1);
-        self.out.push_frame(payload);
-        self.out.push_mark(mark);
+        let mut out = self.out.lock();
+        out.buf.push_frame(payload);
+        out.buf.push_mark(mark);
     }
 
     /// Queues one frame and asks for [`Handler::written`] with `mark` once
@@ -77,14 +78,22 @@ impl Outbox<'_> {
     /// counts towards the output cap.
     pub fn send_tracked(&mut self, payload: &[u8], mark: u64) {
         crate::stats::FRAMES_OUT.add(1);
-        self.out.push_frame(payload);
-        self.out.push_counted_mark(mark);
+        let mut out = self.out.lock();
+        out.buf.push_frame(payload);
+        out.buf.push_counted_mark(mark);
     }
 
     /// Asks for [`Handler::written`] with `mark` once everything queued so
     /// far has been written out (at once if nothing is queued).
     pub fn mark(&mut self, mark: u64) {
-        self.out.push_counted_mark(mark);
+        self.out.lock().buf.push_counted_mark(mark);
+    }
+
+    /// From now on other threads may write frames for `key` straight into
+    /// this connection's output (see [`super::Remote::deliver`]); None: no
+    /// more. Set it once the frames that must come first are queued.
+    pub fn accept_direct(&mut self, key: Option<u64>) {
+        self.out.accept_direct(key);
     }
 
     /// Closes the connection after what is queued has been written.
@@ -145,8 +154,9 @@ pub trait Handler: Send + Sync + 'static {
     /// What other threads send to a connection through [`super::Remote`].
     type Message: Send + 'static;
 
-    /// A connection was accepted.
-    fn open(&self, id: ConnId) -> Self::Session;
+    /// A connection was accepted; `out` is its output, for other threads to
+    /// send to it with [`super::Remote::deliver`].
+    fn open(&self, id: ConnId, out: Writer) -> Self::Session;
     /// One complete, non-empty frame arrived.
     fn frame(&self, session: &mut Self::Session, frame: &[u8], out: &mut Outbox<'_>);
     /// The loop finished a turn: everything handlers queued during it has

@@ -1,7 +1,9 @@
 //! Queues through which any thread hands work to a worker loop (muduo's
-//! `runInLoop`): the loop owns its connections, everyone else asks it.
+//! `runInLoop`): the loop owns its connections, everyone else asks it; only
+//! a frame whose connection's output takes it at once skips the queue
+//! (see `output.rs`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use super::handler::ConnId;
+use super::output::{Pushed, Writer};
 use super::sys::EventFd;
 
 /// Work for a loop.
@@ -17,6 +20,12 @@ pub(super) enum Task<M> {
     Accept(OwnedFd),
     /// A message for the connection with this token.
     Deliver(u64, M),
+    /// A message for the connection with this token, counted in its output
+    /// (see [`Remote::deliver`]): frames written directly wait for it.
+    Behind(u64, M),
+    /// Another thread wrote to the connection and the socket did not take
+    /// it all: the loop takes over (output cap, send timeout, EPOLLOUT).
+    Flush(u64),
     /// Close the connection with this token once its output is flushed.
     Close(u64),
     /// Run this on the loop's thread (see [`Remote::run_on_next_turn`]).
@@ -55,6 +64,12 @@ thread_local! {
     static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
+thread_local! {
+    /// Outputs this loop wrote frames into during its turn and flushes at
+    /// its end, so that a burst for one connection costs one write.
+    static UNFLUSHED: RefCell<Vec<(ConnId, Writer)>> = const { RefCell::new(Vec::new()) };
+}
+
 pub(super) fn set_current_worker(index: usize) {
     CURRENT_WORKER.with(|c| c.set(Some(index)));
 }
@@ -64,7 +79,7 @@ pub fn current_worker() -> Option<usize> {
     CURRENT_WORKER.with(Cell::get)
 }
 
-/// A loop to wake after [`Remote::queue`].
+/// A loop to wake after [`Remote::deliver`].
 #[must_use = "the loop must be woken with Remote::wake"]
 pub struct Wake(Option<usize>);
 
@@ -114,23 +129,57 @@ impl<M: Send + 'static> Remote<M> {
         self.post(to.worker, Task::Deliver(to.token, msg));
     }
 
-    /// Queues `msg` for connection `to` without waking its loop yet, so the
-    /// caller may hold a lock of its own around the queueing but not around
-    /// the syscall; it must call [`Remote::wake`] with the result after.
-    pub fn queue(&self, to: ConnId, msg: M) -> Wake {
+    /// Sends connection `to`, whose output is `writer`, a frame: from this
+    /// thread into its output when it takes frames for `direct`'s key now
+    /// (flushed before this loop sleeps, or at once off the loops), else as
+    /// `msg()` queued to its loop. Either way it stays behind what was sent
+    /// to `to` before. The caller may hold a lock of its own around this but
+    /// not around the wake-up: it must call [`Remote::wake`] with the result
+    /// after.
+    pub fn deliver(&self, to: ConnId, writer: &Writer, direct: Option<(u64, &[u8])>, msg: impl FnOnce() -> M) -> Wake {
         let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
-        inbox.push(Task::Deliver(to.token, msg));
+        let (key, frame) = direct.map_or((None, &[][..]), |(key, frame)| (Some(key), frame));
+        match writer.push_or_queue(key, frame, || inbox.push(Task::Behind(to.token, msg()))) {
+            Pushed::Queued => Wake(Some(to.worker)),
+            Pushed::Joined => Wake(None),
+            Pushed::First if current_worker().is_some() => {
+                UNFLUSHED.with(|u| u.borrow_mut().push((to, writer.clone())));
+                Wake(None)
+            }
+            Pushed::First => self.flush_for(to, writer),
+        }
+    }
+
+    /// Flushes what this loop wrote into other connections' outputs during
+    /// its turn (see [`Remote::deliver`]).
+    pub(super) fn flush_unflushed(&self) {
+        UNFLUSHED.with(|u| {
+            for (to, writer) in u.borrow_mut().drain(..) {
+                let wake = self.flush_for(to, &writer);
+                self.wake(wake);
+            }
+        });
+    }
+
+    /// Flushes `to`'s output from this thread; what the socket does not
+    /// take is left to its loop.
+    fn flush_for(&self, to: ConnId, writer: &Writer) -> Wake {
+        if writer.flush() {
+            return Wake(None);
+        }
+        let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
+        inbox.push(Task::Flush(to.token));
         Wake(Some(to.worker))
     }
 
-    /// Wakes the loop a [`Remote::queue`] queued to.
+    /// Wakes the loop a [`Remote::deliver`] queued to.
     pub fn wake(&self, wake: Wake) {
         if let Some(worker) = wake.0 {
             self.notify(worker);
         }
     }
 
-    /// Wakes the loops of many [`Remote::queue`] calls, each loop once.
+    /// Wakes the loops of many [`Remote::deliver`] calls, each loop once.
     pub fn wake_all(&self, wakes: Vec<Wake>) {
         let mut workers: Vec<usize> = wakes.into_iter().filter_map(|w| w.0).collect();
         workers.sort_unstable();
@@ -214,7 +263,7 @@ impl<M> Inbox<M> {
         let mut kept = Vec::with_capacity(tasks.len());
         for task in tasks.drain(..) {
             match task {
-                Task::Deliver(t, msg) if t == token => taken.push(msg),
+                Task::Deliver(t, msg) | Task::Behind(t, msg) if t == token => taken.push(msg),
                 other => kept.push(other),
             }
         }

@@ -22,7 +22,7 @@ use super::router;
 use super::session::{Early, Handed, Job, Mark, Session, State, User};
 use crate::bus::{Outgoing, Tag};
 use crate::model::offline_message;
-use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent};
+use crate::net::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending, Unsent, Writer};
 use crate::stats;
 
 /// Requests one connection may have waiting behind a running job, and their
@@ -79,7 +79,7 @@ impl ChatService {
             return;
         }
         let form = cmd::ReplyForm::of(&request);
-        let caller = Caller { conn: session.conn, user: session.user.clone() };
+        let caller = caller_of(session);
         let job_ctx = Arc::clone(ctx);
         let job = move || {
             // Done must come back whatever happens, or the session stays busy.
@@ -135,6 +135,8 @@ impl ChatService {
                         router::reroute(&self.ctx, delivery);
                     }
                 }
+                // Only now: a frame written directly must not pass these.
+                out.accept_direct(Some(router::direct_key(user.id)));
                 session.user = Some(user);
                 // The limit is on guessing in a row, not on a connection's
                 // lifetime of typos across users.
@@ -147,6 +149,7 @@ impl ChatService {
                 match change {
                     Some(SessionChange::LoggedOut) => {
                         if let Some(me) = session.user.take() {
+                            out.accept_direct(None);
                             out.mark(Mark::session_end(me.id));
                         }
                     }
@@ -165,7 +168,7 @@ impl ChatService {
             // Said before closing, so the client can tell its user why.
             out.send(protocol::error_with(Errno::RateLimited, TOO_MANY_FAILURES).as_bytes());
             out.close();
-            self.run_leftover(session.conn, session.user.clone(), queued);
+            self.run_leftover(session, queued);
             return;
         }
         while let Some((request, size)) = queued.pop_front() {
@@ -210,7 +213,7 @@ impl ChatService {
         }
         early.into_iter().for_each(|d| router::reroute(&self.ctx, d));
         session.state = State::Idle;
-        self.run_leftover(conn, session.user.clone(), job.queued);
+        self.run_leftover(session, job.queued);
     }
 
     /// Takes the user of a closed connection offline, on their lane (the
@@ -223,13 +226,13 @@ impl ChatService {
     /// Carries out, in order, the requests a closed connection sent that had
     /// not run yet (its messages to others still go out); logging in or out
     /// on a closed connection is moot.
-    fn run_leftover(&self, conn: ConnId, user: Option<User>, queued: VecDeque<(Request<'static>, usize)>) {
+    fn run_leftover(&self, session: &Session, queued: VecDeque<(Request<'static>, usize)>) {
         if queued.is_empty() {
             return;
         }
         let ctx = Arc::clone(&self.ctx);
+        let caller = caller_of(session);
         self.ctx.jobs.spawn(move || {
-            let caller = Caller { conn, user };
             for (request, _) in queued {
                 if !matches!(request, Request::Login { .. } | Request::Logout) {
                     cmd::apply(&ctx, &caller, request);
@@ -260,9 +263,9 @@ impl Handler for ChatService {
     type Session = Session;
     type Message = Message;
 
-    fn open(&self, id: ConnId) -> Session {
+    fn open(&self, id: ConnId, out: Writer) -> Session {
         stats::CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Session::new(id, &self.ctx.limits)
+        Session::new(id, out, &self.ctx.limits)
     }
 
     fn frame(&self, session: &mut Session, frame: &[u8], out: &mut Outbox<'_>) {
@@ -516,6 +519,11 @@ fn send_delivery(session: &mut Session, delivery: Delivery, out: &mut Outbox<'_>
         None => out.send(delivery.payload.as_bytes()),
     }
     recycle::done_with(delivery.origin, delivery.payload);
+}
+
+/// Who a job of `session`'s runs for.
+fn caller_of(session: &Session) -> Caller {
+    Caller { conn: session.conn, writer: session.writer.clone(), user: session.user.clone() }
 }
 
 /// Notes a bus message as written out (see [`WRITTEN_OUT`]).

@@ -5,20 +5,30 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::id_map::IdMap;
-use crate::net::ConnId;
+use crate::net::{ConnId, Writer};
 
 /// Shards keep the relay path from contending on one lock.
 const SHARDS: usize = 64;
 
 /// A logged-in user's entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Entry {
-    /// Reachable on this connection.
-    Live(ConnId),
+    /// Reachable on this connection, whose output other threads write
+    /// chat into directly.
+    Live(ConnId, Writer),
     /// Their connection closed and they are being taken offline on their
     /// lane; messages for them are stored on that lane, behind it, instead
     /// of going out over the bus (which would bring them back here late).
     Leaving,
+}
+
+impl Entry {
+    fn is_live_on(&self, conn: ConnId) -> bool {
+        matches!(self, Entry::Live(c, _) if *c == conn)
+    }
+
+    fn is_leaving(&self) -> bool {
+        matches!(self, Entry::Leaving)
+    }
 }
 
 /// Where a user is, as far as this server knows.
@@ -67,7 +77,7 @@ impl Registry {
     /// The connection `user` is logged in on, if they are reachable here.
     pub fn get(&self, user: i32) -> Option<ConnId> {
         match self.shard(user).read().get(&user) {
-            Some(Entry::Live(conn)) => Some(*conn),
+            Some(Entry::Live(conn, _)) => Some(*conn),
             _ => None,
         }
     }
@@ -77,26 +87,27 @@ impl Registry {
         self.shard(user).read().contains_key(&user)
     }
 
-    /// Runs `f` with the connection of `user`, if reachable here, while no
-    /// one can mark them leaving: whatever `f` queues for that connection is
-    /// queued before a close takes the connection's pending messages.
-    pub fn with_conn<R>(&self, user: i32, f: impl FnOnce(ConnId) -> R) -> Found<R> {
+    /// Runs `f` with the connection of `user` and its output, if reachable
+    /// here, while no one can mark them leaving: whatever `f` queues for
+    /// that connection is queued before a close takes the connection's
+    /// pending messages.
+    pub fn with_conn<R>(&self, user: i32, f: impl FnOnce(ConnId, &Writer) -> R) -> Found<R> {
         match self.shard(user).read().get(&user) {
-            Some(Entry::Live(conn)) => Found::Live(f(*conn)),
+            Some(Entry::Live(conn, writer)) => Found::Live(f(*conn, writer)),
             Some(Entry::Leaving) => Found::Leaving,
             None => Found::Absent,
         }
     }
 
-    pub fn insert(&self, user: i32, conn: ConnId) {
-        self.shard(user).write().insert(user, Entry::Live(conn));
+    pub fn insert(&self, user: i32, conn: ConnId, writer: Writer) {
+        self.shard(user).write().insert(user, Entry::Live(conn, writer));
     }
 
     /// Makes `user` reachable on `conn`; returns the connection they were
     /// live on here before, if any (a session this login replaces).
-    pub fn replace(&self, user: i32, conn: ConnId) -> Option<ConnId> {
-        match self.shard(user).write().insert(user, Entry::Live(conn)) {
-            Some(Entry::Live(old)) if old != conn => Some(old),
+    pub fn replace(&self, user: i32, conn: ConnId, writer: Writer) -> Option<(ConnId, Writer)> {
+        match self.shard(user).write().insert(user, Entry::Live(conn, writer)) {
+            Some(Entry::Live(old, writer)) if old != conn => Some((old, writer)),
             _ => None,
         }
     }
@@ -104,7 +115,7 @@ impl Registry {
     /// Removes `user` if still live on `conn` (a login that did not finish).
     pub fn remove(&self, user: i32, conn: ConnId) -> bool {
         let mut shard = self.shard(user).write();
-        if shard.get(&user) == Some(&Entry::Live(conn)) {
+        if shard.get(&user).is_some_and(|e| e.is_live_on(conn)) {
             shard.remove(&user);
             return true;
         }
@@ -118,7 +129,7 @@ impl Registry {
     pub fn mark_leaving(&self, user: i32, conn: ConnId, then: impl FnOnce()) -> bool {
         let mut shard = self.shard(user).write();
         match shard.get_mut(&user) {
-            Some(entry) if *entry == Entry::Live(conn) => {
+            Some(entry) if entry.is_live_on(conn) => {
                 *entry = Entry::Leaving;
                 then();
                 true
@@ -130,7 +141,7 @@ impl Registry {
     /// Forgets a user who has been taken offline.
     pub fn remove_leaving(&self, user: i32) {
         let mut shard = self.shard(user).write();
-        if shard.get(&user) == Some(&Entry::Leaving) {
+        if shard.get(&user).is_some_and(Entry::is_leaving) {
             shard.remove(&user);
             drop(shard);
             let _held = self.left_lock.lock();
@@ -142,7 +153,7 @@ impl Registry {
     /// client that reconnects the moment its old connection closed finds
     /// that session gone instead of in use.
     pub fn wait_until_left(&self, user: i32, within: Duration) {
-        let leaving = || self.shard(user).read().get(&user) == Some(&Entry::Leaving);
+        let leaving = || self.shard(user).read().get(&user).is_some_and(Entry::is_leaving);
         // Almost every login: no server-wide lock for it.
         if !leaving() {
             return;
@@ -161,7 +172,7 @@ impl Registry {
         self.shards
             .iter()
             .flat_map(|s| {
-                s.0.read().iter().filter(|(_, e)| matches!(e, Entry::Live(_))).map(|(&u, _)| u).collect::<Vec<_>>()
+                s.0.read().iter().filter(|(_, e)| matches!(e, Entry::Live(..))).map(|(&u, _)| u).collect::<Vec<_>>()
             })
             .collect()
     }

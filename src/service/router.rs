@@ -251,7 +251,18 @@ fn queue_live(ctx: &Ctx, delivery: &Delivery) -> Found<Wake> {
     {
         return Found::Live(Wake::none());
     }
-    ctx.registry.with_conn(delivery.to, |conn| ctx.remote.queue(conn, Message::Deliver(delivery.clone())))
+    // Written straight to the socket unless it came over the bus: that one
+    // is tracked until the socket has taken it, which its loop reports.
+    let direct = delivery.tag.is_none().then(|| (direct_key(delivery.to), delivery.payload.as_bytes()));
+    ctx.registry.with_conn(delivery.to, |conn, writer| {
+        ctx.remote.deliver(conn, writer, direct, || Message::Deliver(delivery.clone()))
+    })
+}
+
+/// The key under which a session takes its user's chat directly (see
+/// `Outbox::accept_direct`).
+pub fn direct_key(user: i32) -> u64 {
+    u64::from(user as u32)
 }
 
 /// Hands a delivery to the receiver's connection if they are online here.

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::bus::Tag;
-use crate::net::ConnId;
+use crate::net::{ConnId, Writer};
 
 use super::limits::{Bucket, Limits};
 use super::message::Delivery;
@@ -116,6 +116,9 @@ pub struct Early {
 pub struct Session {
     /// The connection, as other threads address it.
     pub conn: ConnId,
+    /// Its output, through which other threads write chat to it directly;
+    /// the registry keeps it with the connection of the user logged in.
+    pub writer: Writer,
     /// Who is logged in here; identity comes from this, never from input.
     pub user: Option<User>,
     pub state: State,
@@ -136,9 +139,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(conn: ConnId, limits: &Limits) -> Session {
+    pub fn new(conn: ConnId, writer: Writer, limits: &Limits) -> Session {
         Session {
             conn,
+            writer,
             user: None,
             state: State::Idle,
             pending_delete: VecDeque::new(),

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
 use chatserver::net::{
-    AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent,
+    AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent, Writer,
 };
 
 /// Shards of the id -> connection map, as in the service's registry.
@@ -142,7 +142,7 @@ impl Handler for Relay {
     type Session = RelaySession;
     type Message = Arc<[u8]>;
 
-    fn open(&self, id: ConnId) -> RelaySession {
+    fn open(&self, id: ConnId, _out: Writer) -> RelaySession {
         RelaySession { conn: id, user: None }
     }
 

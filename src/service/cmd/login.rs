@@ -12,7 +12,7 @@ use mysql::TxOpts;
 
 use crate::model::login::Lists;
 use crate::model::{self, Friend, Group, OfflineMessage, online, user};
-use crate::net::ConnId;
+use crate::net::{ConnId, Writer};
 use crate::service::context::{ALIVE, Ctx};
 use crate::service::error::ServiceError;
 use crate::service::message::{Delivery, Message};
@@ -185,7 +185,7 @@ fn go_online(
             return Err(e);
         }
     }
-    let mut entry = RegistryEntry { ctx, id, conn: caller.conn, replaced: None, placed: false, kept: false };
+    let mut entry = RegistryEntry { ctx, id, caller, replaced: None, placed: false, kept: false };
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
         // (Returning before the commit rolls back.)
@@ -235,32 +235,33 @@ fn go_online(
 struct RegistryEntry<'a> {
     ctx: &'a Ctx,
     id: i32,
-    conn: ConnId,
+    /// The connection logging in, with its output.
+    caller: &'a Caller,
     /// The connection the user was live on here before (a takeover).
-    replaced: Option<ConnId>,
+    replaced: Option<(ConnId, Writer)>,
     placed: bool,
     kept: bool,
 }
 
 impl RegistryEntry<'_> {
     fn place(&mut self) {
-        self.replaced = self.ctx.registry.replace(self.id, self.conn);
+        self.replaced = self.ctx.registry.replace(self.id, self.caller.conn, self.caller.writer.clone());
         self.placed = true;
     }
 
     /// The login committed: the entry stays; returns the replaced session.
     fn keep(mut self) -> Option<ConnId> {
         self.kept = true;
-        self.replaced.take()
+        self.replaced.take().map(|(conn, _)| conn)
     }
 }
 
 impl Drop for RegistryEntry<'_> {
     fn drop(&mut self) {
         if self.placed && !self.kept {
-            self.ctx.registry.remove(self.id, self.conn);
-            if let Some(old) = self.replaced {
-                self.ctx.registry.insert(self.id, old);
+            self.ctx.registry.remove(self.id, self.caller.conn);
+            if let Some((old, writer)) = self.replaced.take() {
+                self.ctx.registry.insert(self.id, old, writer);
             }
         }
     }

@@ -23,7 +23,7 @@ use super::protocol::{self, Errno, msgid};
 use super::request::Request;
 use super::session::User;
 use crate::log::Every;
-use crate::net::ConnId;
+use crate::net::{ConnId, Writer};
 
 /// Failed requests log one line per period: while MySQL is down every
 /// request fails, and the outage itself is logged by the heartbeat.
@@ -34,6 +34,8 @@ static FAILED: Every = Every::new(std::time::Duration::from_secs(10));
 pub struct Caller {
     /// The connection it arrived on.
     pub conn: ConnId,
+    /// That connection's output, which a login hands to the registry.
+    pub writer: Writer,
     /// The user logged in there, if any.
     pub user: Option<User>,
 }
