@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::config::NetConfig;
 use super::frame::FrameDecoder;
 use super::handler::{AfterClose, CloseReason, ConnId, Handler, Outbox, Pending};
-use super::output::Writer;
+use super::output::{Closing, Writer};
 use super::remote::{Remote, Task};
 use super::server::StopHandle;
 use super::sys::{self, Epoll};
@@ -63,8 +63,10 @@ struct Connection<S> {
 
 impl<S> Connection<S> {
     fn socket(&self) -> BorrowedFd<'_> {
-        // SAFETY: `out` keeps the descriptor open while the connection is in
-        // its slot; only this loop closes it, after taking it out of there.
+        // SAFETY: `out` (this connection's own handle on the shared output)
+        // owns the descriptor, and only `Writer::close_after_marks` closes
+        // it, which only `EventLoop::close` calls, after taking the
+        // connection out of its slot: while `self` is borrowed it is open.
         unsafe { BorrowedFd::borrow_raw(self.fd) }
     }
 
@@ -276,6 +278,7 @@ impl<H: Handler> EventLoop<H> {
             self.flush_dirty();
             self.handler.turn_end();
             if stop {
+                self.remote.flush_unflushed();
                 self.shutdown();
                 return Ok(());
             }
@@ -533,15 +536,18 @@ impl<H: Handler> EventLoop<H> {
         // Marks written out but not yet reported (a write failed after a
         // partial one, or a flush at shutdown): reported first, so that
         // `closed` sees only what truly did not go.
-        loop {
-            let Some(mark) = conn.out.lock().buf.pop_done_mark() else { break };
-            let mut no_release = false;
-            let (session, mut outbox) = conn.parts(&mut no_release, now);
-            self.handler.written(session, mark, &mut outbox);
-        }
-        let unsent = conn.out.close();
+        let rest = loop {
+            match conn.out.close_after_marks() {
+                Closing::Mark(mark) => {
+                    let mut no_release = false;
+                    let (session, mut outbox) = conn.parts(&mut no_release, now);
+                    self.handler.written(session, mark, &mut outbox);
+                }
+                Closing::Closed(rest) => break rest,
+            }
+        };
         let pending = Pending { inbox: self.remote.inbox(self.index), token };
-        match self.handler.closed(&mut conn.session, reason, unsent.unsent(), pending) {
+        match self.handler.closed(&mut conn.session, reason, rest.unsent(), pending) {
             AfterClose::Drain if reason != CloseReason::Shutdown => self.slots[index].draining = Some(conn.session),
             _ => self.free_slot(index),
         }

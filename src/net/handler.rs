@@ -36,7 +36,8 @@ pub enum CloseReason {
 }
 
 /// What a handler may do to the connection it was called for. Bytes are
-/// buffered and written once the handler returns.
+/// buffered and written at the end of the loop's turn (or sooner, by
+/// another thread writing to the same output).
 pub struct Outbox<'a> {
     /// The connection's output.
     pub(super) out: &'a Writer,

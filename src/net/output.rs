@@ -30,7 +30,7 @@ pub(super) struct Shared {
     /// Messages queued to the loop for this connection and not yet handed
     /// to its handler: a frame written directly now would overtake them.
     behind: u32,
-    /// The last write left bytes (or failed): until the loop has flushed it
+    /// The last write left bytes (or failed): until a flush has written it
     /// all, frames go through the loop, which applies the output cap and
     /// the send timeout.
     stalled: bool,
@@ -66,6 +66,14 @@ pub(super) enum Pushed {
     Joined,
     /// Not into the output: queued to the loop.
     Queued,
+}
+
+/// What [`Writer::close_after_marks`] did.
+pub(super) enum Closing {
+    /// Found a mark whose bytes are all written: report it, then ask again.
+    Mark(u64),
+    /// Closed the socket; this is what it never took.
+    Closed(OutBuffer),
 }
 
 /// The shared part of a connection's output.
@@ -139,16 +147,23 @@ impl Writer {
     /// The loop handed one counted message to the handler.
     pub(super) fn handed_behind(&self) {
         let mut shared = self.lock();
+        debug_assert!(shared.behind > 0, "more messages handed over than were queued");
         shared.behind = shared.behind.saturating_sub(1);
     }
 
-    /// Closes the socket and takes what it never took: from now on nothing
-    /// is written here, directly or not.
-    pub(super) fn close(&self) -> OutBuffer {
+    /// Takes the next mark whose bytes are all written; once none is left,
+    /// closes the socket and takes what it never took, in the same hold of
+    /// the lock, so that no other writer completes a mark in between. From
+    /// then on nothing is written here, directly or not. Only the loop calls
+    /// this, as it closes the connection.
+    pub(super) fn close_after_marks(&self) -> Closing {
         let mut shared = self.lock();
+        if let Some(mark) = shared.buf.pop_done_mark() {
+            return Closing::Mark(mark);
+        }
         shared.fd = None;
         shared.direct_key = None;
-        std::mem::take(&mut shared.buf)
+        Closing::Closed(std::mem::take(&mut shared.buf))
     }
 }
 
@@ -238,8 +253,8 @@ mod tests {
         let mut queued = 0;
         writer.accept_direct(Some(7));
         assert_eq!(push(&writer, Some(7), b"never flushed", &mut queued), Pushed::First);
-        let unsent = writer.close();
-        let frames: Vec<_> = unsent.unsent().frames().map(|(f, _)| f.to_vec()).collect();
+        let Closing::Closed(rest) = writer.close_after_marks() else { panic!("no mark was pushed") };
+        let frames: Vec<_> = rest.unsent().frames().map(|(f, _)| f.to_vec()).collect();
         assert_eq!(frames, [b"never flushed".to_vec()]);
         assert_eq!(push(&writer, Some(7), b"late", &mut queued), Pushed::Queued);
         assert!(writer.flush());

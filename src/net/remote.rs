@@ -79,14 +79,27 @@ pub fn current_worker() -> Option<usize> {
     CURRENT_WORKER.with(Cell::get)
 }
 
-/// A loop to wake after [`Remote::deliver`].
+/// What is left to do after [`Remote::deliver`], once the caller's locks
+/// are let go: wake a loop, or flush an output.
 #[must_use = "the loop must be woken with Remote::wake"]
-pub struct Wake(Option<usize>);
+pub struct Wake(Later);
+
+enum Later {
+    Nothing,
+    /// Wake this loop: something was queued to it.
+    Loop(usize),
+    /// Write this connection's output, where a frame went.
+    Flush(ConnId, Writer),
+}
 
 impl Wake {
     /// Nothing to wake (nothing was queued).
     pub fn none() -> Wake {
-        Wake(None)
+        Wake(Later::Nothing)
+    }
+
+    fn queued_to(worker: usize) -> Wake {
+        Wake(Later::Loop(worker))
     }
 }
 
@@ -130,23 +143,23 @@ impl<M: Send + 'static> Remote<M> {
     }
 
     /// Sends connection `to`, whose output is `writer`, a frame: from this
-    /// thread into its output when it takes frames for `direct`'s key now
-    /// (flushed before this loop sleeps, or at once off the loops), else as
-    /// `msg()` queued to its loop. Either way it stays behind what was sent
-    /// to `to` before. The caller may hold a lock of its own around this but
-    /// not around the wake-up: it must call [`Remote::wake`] with the result
-    /// after.
+    /// thread into its output when it takes frames for `direct`'s key now,
+    /// else as `msg()` queued to its loop. Either way it stays behind what
+    /// was sent to `to` before. The caller may hold a lock of its own around
+    /// this but not around the syscalls: it must call [`Remote::wake`] with
+    /// the result after (which writes the frame, off the loops; a loop
+    /// writes what it sent during its turn at the end of it).
     pub fn deliver(&self, to: ConnId, writer: &Writer, direct: Option<(u64, &[u8])>, msg: impl FnOnce() -> M) -> Wake {
-        let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
+        let Some(inbox) = self.inboxes.get(to.worker) else { return Wake::none() };
         let (key, frame) = direct.map_or((None, &[][..]), |(key, frame)| (Some(key), frame));
         match writer.push_or_queue(key, frame, || inbox.push(Task::Behind(to.token, msg()))) {
-            Pushed::Queued => Wake(Some(to.worker)),
-            Pushed::Joined => Wake(None),
+            Pushed::Queued => Wake::queued_to(to.worker),
+            Pushed::Joined => Wake::none(),
             Pushed::First if current_worker().is_some() => {
                 UNFLUSHED.with(|u| u.borrow_mut().push((to, writer.clone())));
-                Wake(None)
+                Wake::none()
             }
-            Pushed::First => self.flush_for(to, writer),
+            Pushed::First => Wake(Later::Flush(to, writer.clone())),
         }
     }
 
@@ -155,37 +168,47 @@ impl<M: Send + 'static> Remote<M> {
     pub(super) fn flush_unflushed(&self) {
         UNFLUSHED.with(|u| {
             for (to, writer) in u.borrow_mut().drain(..) {
-                let wake = self.flush_for(to, &writer);
-                self.wake(wake);
+                if let Some(worker) = self.flush_for(to, &writer) {
+                    self.notify(worker);
+                }
             }
         });
     }
 
     /// Flushes `to`'s output from this thread; what the socket does not
-    /// take is left to its loop.
-    fn flush_for(&self, to: ConnId, writer: &Writer) -> Wake {
+    /// take is left to its loop, which is then to be woken.
+    fn flush_for(&self, to: ConnId, writer: &Writer) -> Option<usize> {
         if writer.flush() {
-            return Wake(None);
+            return None;
         }
-        let Some(inbox) = self.inboxes.get(to.worker) else { return Wake(None) };
-        inbox.push(Task::Flush(to.token));
-        Wake(Some(to.worker))
+        self.inboxes.get(to.worker)?.push(Task::Flush(to.token));
+        Some(to.worker)
     }
 
-    /// Wakes the loop a [`Remote::deliver`] queued to.
+    /// Does what a [`Remote::deliver`] left to do.
     pub fn wake(&self, wake: Wake) {
-        if let Some(worker) = wake.0 {
+        if let Some(worker) = self.finish(wake) {
             self.notify(worker);
         }
     }
 
-    /// Wakes the loops of many [`Remote::deliver`] calls, each loop once.
+    /// Does what many [`Remote::deliver`] calls left to do, waking each
+    /// loop once.
     pub fn wake_all(&self, wakes: Vec<Wake>) {
-        let mut workers: Vec<usize> = wakes.into_iter().filter_map(|w| w.0).collect();
+        let mut workers: Vec<usize> = wakes.into_iter().filter_map(|w| self.finish(w)).collect();
         workers.sort_unstable();
         workers.dedup();
         for worker in workers {
             self.notify(worker);
+        }
+    }
+
+    /// Flushes what `wake` holds; the loop to wake after, if any.
+    fn finish(&self, wake: Wake) -> Option<usize> {
+        match wake.0 {
+            Later::Nothing => None,
+            Later::Loop(worker) => Some(worker),
+            Later::Flush(to, writer) => self.flush_for(to, &writer),
         }
     }
 

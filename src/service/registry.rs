@@ -88,9 +88,9 @@ impl Registry {
     }
 
     /// Runs `f` with the connection of `user` and its output, if reachable
-    /// here, while no one can mark them leaving: whatever `f` queues for
-    /// that connection is queued before a close takes the connection's
-    /// pending messages.
+    /// here, while no one can mark them leaving: whatever `f` writes into
+    /// that output or queues for that connection is there before a close
+    /// takes what the connection never sent and its pending messages.
     pub fn with_conn<R>(&self, user: i32, f: impl FnOnce(ConnId, &Writer) -> R) -> Found<R> {
         match self.shard(user).read().get(&user) {
             Some(Entry::Live(conn, writer)) => Found::Live(f(*conn, writer)),

@@ -62,8 +62,9 @@ fn send_where_online_by(
     let mut elsewhere: Vec<Outgoing> = Vec::new();
     let mut missed = Vec::new();
     let mut wakes = Vec::new();
+    let alone = deliveries.len() == 1;
     for delivery in deliveries {
-        match queue_live(ctx, &delivery) {
+        match queue_live(ctx, &delivery, alone) {
             Found::Live(wake) => wakes.push(wake),
             // Not over the bus: it would come back to this server; stored
             // on the user's lane, behind their going offline.
@@ -162,7 +163,7 @@ fn store_on_lane(ctx: &Ctx, deliveries: Vec<Delivery>, cap: Option<u64>) -> Resu
             let mut absent = Vec::new();
             let mut wakes = Vec::new();
             for d in &deliveries {
-                match queue_live(ctx, d) {
+                match queue_live(ctx, d, deliveries.len() == 1) {
                     Found::Live(wake) => wakes.push(wake),
                     Found::Leaving if d.keep => rows.push((d.to, &d.payload)),
                     Found::Leaving => {}
@@ -237,11 +238,19 @@ fn keep_within(tx: &mut mysql::Transaction<'_>, rows: &mut Vec<(i32, &str)>, max
     Ok(Full(full))
 }
 
-/// Queues a delivery for the receiver's connection if they are online
-/// here; the loop must then be woken with the result. Queued under the
-/// registry's lock, so a close of that connection, which marks the user
-/// leaving and then takes what is queued for it, misses nothing.
-fn queue_live(ctx: &Ctx, delivery: &Delivery) -> Found<Wake> {
+/// Hands a delivery to the receiver's connection if they are online here
+/// (into its output, or queued to its loop); the result must then be passed
+/// to `Remote::wake`. Done under the registry's lock, so a close of that
+/// connection, which marks the user leaving and then takes what is queued
+/// for it, misses nothing: a frame is either in the output before the
+/// close takes what the socket never took, or queued before the close takes
+/// the queue.
+///
+/// A frame for one receiver (`alone`) is written into their output from
+/// this thread; one of many (a group message, a presence notice to the
+/// followers) goes through each receiver's loop, which then writes in one
+/// go what all senders had for them during its turn.
+fn queue_live(ctx: &Ctx, delivery: &Delivery, alone: bool) -> Found<Wake> {
     // A user who just came here from another server may still have messages
     // from this server on their way there: this one waits behind them.
     if delivery.tag.is_none()
@@ -253,7 +262,7 @@ fn queue_live(ctx: &Ctx, delivery: &Delivery) -> Found<Wake> {
     }
     // Written straight to the socket unless it came over the bus: that one
     // is tracked until the socket has taken it, which its loop reports.
-    let direct = delivery.tag.is_none().then(|| (direct_key(delivery.to), delivery.payload.as_bytes()));
+    let direct = (alone && delivery.tag.is_none()).then(|| (direct_key(delivery.to), delivery.payload.as_bytes()));
     ctx.registry.with_conn(delivery.to, |conn, writer| {
         ctx.remote.deliver(conn, writer, direct, || Message::Deliver(delivery.clone()))
     })
@@ -267,7 +276,7 @@ pub fn direct_key(user: i32) -> u64 {
 
 /// Hands a delivery to the receiver's connection if they are online here.
 pub fn send_live(ctx: &Ctx, delivery: &Delivery) -> Found<()> {
-    match queue_live(ctx, delivery) {
+    match queue_live(ctx, delivery, true) {
         Found::Live(wake) => {
             ctx.remote.wake(wake);
             Found::Live(())
@@ -313,7 +322,7 @@ impl Sink for BusSink {
         let mut wakes = Vec::new();
         for incoming in batch {
             let delivery = Delivery::from(incoming);
-            match queue_live(&ctx, &delivery) {
+            match queue_live(&ctx, &delivery, false) {
                 Found::Live(wake) => wakes.push(wake),
                 Found::Leaving | Found::Absent => reroute(&ctx, delivery),
             }

@@ -8,8 +8,9 @@
 //! CREATE_GROUP and ADD_GROUP hand out ids from counters.
 //!
 //! It routes the way the service does (a sharded id -> connection map, then
-//! `Remote::send` to the receiver's loop), so the gap between the two is what
-//! JSON, timestamps, sessions and storage cost, not a different design.
+//! `Remote::deliver` into the receiver's output), so the gap between the two
+//! is what JSON, timestamps, sessions and storage cost, not a different
+//! design.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,8 @@ use parking_lot::RwLock;
 
 use super::wire::{self, msgid};
 use chatserver::net::{
-    AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent, Writer,
+    AfterClose, CloseReason, ConnId, Handler, NetConfig, Outbox, Pending, Remote, Server, StopHandle, Unsent, Wake,
+    Writer,
 };
 
 /// Shards of the id -> connection map, as in the service's registry.
@@ -34,14 +36,21 @@ const TOKEN: &str = "00000000000000000000000000000000000000000000000000000000000
 /// A relay connection's state.
 pub struct RelaySession {
     conn: ConnId,
+    /// Its output, which LOGIN puts in the map for senders to write into.
+    out: Writer,
     /// The id bound by LOGIN.
     user: Option<i32>,
 }
 
+/// The key a relay session takes frames for directly: its id.
+fn key(id: i32) -> u64 {
+    u64::from(id as u32)
+}
+
 /// The relay handler.
 pub struct Relay {
-    /// id -> connection, sharded by id.
-    users: Vec<RwLock<HashMap<i32, ConnId>>>,
+    /// id -> connection and its output, sharded by id.
+    users: Vec<RwLock<HashMap<i32, (ConnId, Writer)>>>,
     /// group id -> member ids.
     groups: RwLock<HashMap<i32, Vec<i32>>>,
     next_user: AtomicI32,
@@ -60,12 +69,19 @@ impl Relay {
         }
     }
 
-    fn shard(&self, id: i32) -> &RwLock<HashMap<i32, ConnId>> {
+    fn shard(&self, id: i32) -> &RwLock<HashMap<i32, (ConnId, Writer)>> {
         &self.users[id.unsigned_abs() as usize % SHARDS]
     }
 
-    fn lookup(&self, id: i32) -> Option<ConnId> {
-        self.shard(id).read().get(&id).copied()
+    /// Hands `frame` to `id`'s connection as the service's router does
+    /// (into its output when it is for one receiver `alone`, else through
+    /// the receiver's loop); false when no one is bound to `id`.
+    fn deliver(&self, id: i32, frame: &[u8], alone: bool, wakes: &mut Vec<Wake>) -> bool {
+        let shard = self.shard(id).read();
+        let Some((conn, writer)) = shard.get(&id) else { return false };
+        let direct = alone.then(|| (key(id), frame));
+        wakes.push(self.remote.deliver(*conn, writer, direct, || Arc::from(frame)));
+        true
     }
 
     fn login(&self, session: &mut RelaySession, frame: &[u8], out: &mut Outbox<'_>) {
@@ -81,16 +97,17 @@ impl Relay {
         if shard.contains_key(&id) && !takeover {
             return out.send(br#"{"msgid":2,"errno":2,"errmsg":"this account is using, input another!"}"#);
         }
-        shard.insert(id, session.conn);
+        shard.insert(id, (session.conn, session.out.clone()));
         drop(shard);
         session.user = Some(id);
         out.send(format!(r#"{{"msgid":2,"errno":0,"id":{id},"name":"relay","token":"{TOKEN}"}}"#).as_bytes());
+        out.accept_direct(Some(key(id)));
     }
 
     fn logout(&self, session: &mut RelaySession) {
         if let Some(id) = session.user.take() {
             let mut shard = self.shard(id).write();
-            if shard.get(&id) == Some(&session.conn) {
+            if shard.get(&id).is_some_and(|(conn, _)| *conn == session.conn) {
                 shard.remove(&id);
             }
         }
@@ -98,10 +115,11 @@ impl Relay {
 
     fn one_chat(&self, frame: &[u8], out: &mut Outbox<'_>) {
         let to = wire::int_field(frame, wire::TOID).and_then(|id| i32::try_from(id).ok());
-        match to.and_then(|to| self.lookup(to)) {
-            Some(conn) => self.remote.send(conn, Arc::from(frame)),
-            None => out.send(br#"{"msgid":11,"errno":200,"msg":"no such user"}"#),
+        let mut wakes = Vec::with_capacity(1);
+        if !to.is_some_and(|to| self.deliver(to, frame, true, &mut wakes)) {
+            out.send(br#"{"msgid":11,"errno":200,"msg":"no such user"}"#);
         }
+        self.remote.wake_all(wakes);
     }
 
     fn group_chat(&self, me: i32, frame: &[u8], out: &mut Outbox<'_>) {
@@ -110,12 +128,12 @@ impl Relay {
         let Some(members) = group.and_then(|g| groups.get(&g)) else {
             return out.send(br#"{"msgid":11,"errno":201,"msg":"no such group"}"#);
         };
-        let payload: Arc<[u8]> = Arc::from(frame);
+        let mut wakes = Vec::new();
         for &member in members.iter().filter(|&&m| m != me) {
-            if let Some(conn) = self.lookup(member) {
-                self.remote.send(conn, Arc::clone(&payload));
-            }
+            self.deliver(member, frame, false, &mut wakes);
         }
+        drop(groups);
+        self.remote.wake_all(wakes);
     }
 
     fn create_group(&self, me: i32, out: &mut Outbox<'_>) {
@@ -142,8 +160,8 @@ impl Handler for Relay {
     type Session = RelaySession;
     type Message = Arc<[u8]>;
 
-    fn open(&self, id: ConnId, _out: Writer) -> RelaySession {
-        RelaySession { conn: id, user: None }
+    fn open(&self, id: ConnId, out: Writer) -> RelaySession {
+        RelaySession { conn: id, out, user: None }
     }
 
     fn frame(&self, session: &mut RelaySession, frame: &[u8], out: &mut Outbox<'_>) {
@@ -158,7 +176,10 @@ impl Handler for Relay {
             (None, _) => out.send(br#"{"msgid":11,"errno":102,"msg":"not logged in"}"#),
             (Some(_), msgid::ONE_CHAT) => self.one_chat(frame, out),
             (Some(me), msgid::GROUP_CHAT) => self.group_chat(me, frame, out),
-            (Some(_), msgid::LOGOUT) => self.logout(session),
+            (Some(_), msgid::LOGOUT) => {
+                out.accept_direct(None);
+                self.logout(session);
+            }
             (Some(me), msgid::CREATE_GROUP) => self.create_group(me, out),
             (Some(me), msgid::ADD_GROUP) => self.add_group(me, frame, out),
             (Some(_), _) => out.send(br#"{"msgid":11,"errno":101,"msg":"unknown msgid"}"#),
