@@ -37,9 +37,10 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Whether a frame for `key` may go straight to the socket now: the
-    /// connection is open, expects it, and nothing sent earlier still waits
-    /// (in the loop's queue, or in the buffer for the socket).
+    /// Whether a frame for `key` may go into the output now: the connection
+    /// is open, expects it, nothing sent to it earlier waits in the loop's
+    /// queue, and the socket is not behind (what the buffer holds then is
+    /// about to be written by whoever put it there).
     fn takes_direct(&self, key: u64) -> bool {
         self.fd.is_some() && self.direct_key == Some(key) && self.behind == 0 && !self.stalled
     }
@@ -76,16 +77,11 @@ pub(super) enum Closing {
     Closed(OutBuffer),
 }
 
-/// The shared part of a connection's output.
-pub(super) struct Output {
-    shared: Mutex<Shared>,
-}
-
 /// A handle on one connection's output that any thread may hold: frames for
 /// the connection written through it keep their order with those its loop
 /// writes.
 #[derive(Clone)]
-pub struct Writer(pub(super) Arc<Output>);
+pub struct Writer(Arc<Mutex<Shared>>);
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,11 +103,11 @@ impl Writer {
 
     fn with_fd(fd: Option<OwnedFd>) -> Writer {
         let shared = Shared { buf: OutBuffer::default(), fd, direct_key: None, behind: 0, stalled: false };
-        Writer(Arc::new(Output { shared: Mutex::new(shared) }))
+        Writer(Arc::new(Mutex::new(shared)))
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.0.shared.lock()
+        self.0.lock()
     }
 
     /// From now on, frames for `key` may be written directly (None: none).
@@ -119,17 +115,17 @@ impl Writer {
         self.lock().direct_key = key;
     }
 
-    /// Appends `frame` to the output if it takes frames for `key` now (see
-    /// [`Shared::takes_direct`]); else runs `queue`, which queues the message
-    /// to the loop, and counts it, under the lock, so that nothing appended
-    /// after it overtakes it.
-    pub(super) fn push_or_queue(&self, key: Option<u64>, frame: &[u8], queue: impl FnOnce()) -> Pushed {
+    /// Appends `direct`'s frame to the output if it takes frames for its
+    /// key now (see [`Shared::takes_direct`]); else (or with no frame) runs
+    /// `queue`, which queues the message to the loop, and counts it, under
+    /// the lock, so that nothing appended after it overtakes it.
+    pub(super) fn push_or_queue(&self, direct: Option<(u64, &[u8])>, queue: impl FnOnce()) -> Pushed {
         let mut shared = self.lock();
-        if !key.is_some_and(|key| shared.takes_direct(key)) {
+        let Some((_, frame)) = direct.filter(|&(key, _)| shared.takes_direct(key)) else {
             shared.behind += 1;
             queue();
             return Pushed::Queued;
-        }
+        };
         crate::stats::FRAMES_OUT.add(1);
         let first = shared.buf.is_empty();
         shared.buf.push_frame(frame);
@@ -183,7 +179,7 @@ mod tests {
     /// Pushes `frame` for `key`; a message it queues instead is counted in
     /// `queued`.
     fn push(writer: &Writer, key: Option<u64>, frame: &[u8], queued: &mut u32) -> Pushed {
-        writer.push_or_queue(key, frame, || *queued += 1)
+        writer.push_or_queue(key.map(|key| (key, frame)), || *queued += 1)
     }
 
     fn read_some(peer: &mut UnixStream) -> Vec<u8> {

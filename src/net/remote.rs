@@ -62,9 +62,6 @@ thread_local! {
     /// Index of the loop running on this thread, if any: a loop posting to
     /// itself needs no wake-up, it checks its inbox before sleeping.
     static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-thread_local! {
     /// Outputs this loop wrote frames into during its turn and flushes at
     /// its end, so that a burst for one connection costs one write.
     static UNFLUSHED: RefCell<Vec<(ConnId, Writer)>> = const { RefCell::new(Vec::new()) };
@@ -96,10 +93,6 @@ impl Wake {
     /// Nothing to wake (nothing was queued).
     pub fn none() -> Wake {
         Wake(Later::Nothing)
-    }
-
-    fn queued_to(worker: usize) -> Wake {
-        Wake(Later::Loop(worker))
     }
 }
 
@@ -151,9 +144,8 @@ impl<M: Send + 'static> Remote<M> {
     /// writes what it sent during its turn at the end of it).
     pub fn deliver(&self, to: ConnId, writer: &Writer, direct: Option<(u64, &[u8])>, msg: impl FnOnce() -> M) -> Wake {
         let Some(inbox) = self.inboxes.get(to.worker) else { return Wake::none() };
-        let (key, frame) = direct.map_or((None, &[][..]), |(key, frame)| (Some(key), frame));
-        match writer.push_or_queue(key, frame, || inbox.push(Task::Behind(to.token, msg()))) {
-            Pushed::Queued => Wake::queued_to(to.worker),
+        match writer.push_or_queue(direct, || inbox.push(Task::Behind(to.token, msg()))) {
+            Pushed::Queued => Wake(Later::Loop(to.worker)),
             Pushed::Joined => Wake::none(),
             Pushed::First if current_worker().is_some() => {
                 UNFLUSHED.with(|u| u.borrow_mut().push((to, writer.clone())));

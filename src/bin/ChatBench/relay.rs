@@ -75,13 +75,12 @@ impl Relay {
 
     /// Hands `frame` to `id`'s connection as the service's router does
     /// (into its output when it is for one receiver `alone`, else through
-    /// the receiver's loop); false when no one is bound to `id`.
-    fn deliver(&self, id: i32, frame: &[u8], alone: bool, wakes: &mut Vec<Wake>) -> bool {
+    /// the receiver's loop); None when no one is bound to `id`.
+    fn deliver(&self, id: i32, frame: &[u8], alone: bool) -> Option<Wake> {
         let shard = self.shard(id).read();
-        let Some((conn, writer)) = shard.get(&id) else { return false };
+        let (conn, writer) = shard.get(&id)?;
         let direct = alone.then(|| (key(id), frame));
-        wakes.push(self.remote.deliver(*conn, writer, direct, || Arc::from(frame)));
-        true
+        Some(self.remote.deliver(*conn, writer, direct, || Arc::from(frame)))
     }
 
     fn login(&self, session: &mut RelaySession, frame: &[u8], out: &mut Outbox<'_>) {
@@ -115,11 +114,10 @@ impl Relay {
 
     fn one_chat(&self, frame: &[u8], out: &mut Outbox<'_>) {
         let to = wire::int_field(frame, wire::TOID).and_then(|id| i32::try_from(id).ok());
-        let mut wakes = Vec::with_capacity(1);
-        if !to.is_some_and(|to| self.deliver(to, frame, true, &mut wakes)) {
-            out.send(br#"{"msgid":11,"errno":200,"msg":"no such user"}"#);
+        match to.and_then(|to| self.deliver(to, frame, true)) {
+            Some(wake) => self.remote.wake(wake),
+            None => out.send(br#"{"msgid":11,"errno":200,"msg":"no such user"}"#),
         }
-        self.remote.wake_all(wakes);
     }
 
     fn group_chat(&self, me: i32, frame: &[u8], out: &mut Outbox<'_>) {
@@ -128,10 +126,8 @@ impl Relay {
         let Some(members) = group.and_then(|g| groups.get(&g)) else {
             return out.send(br#"{"msgid":11,"errno":201,"msg":"no such group"}"#);
         };
-        let mut wakes = Vec::new();
-        for &member in members.iter().filter(|&&m| m != me) {
-            self.deliver(member, frame, false, &mut wakes);
-        }
+        let wakes: Vec<Wake> =
+            members.iter().filter(|&&m| m != me).filter_map(|&member| self.deliver(member, frame, false)).collect();
         drop(groups);
         self.remote.wake_all(wakes);
     }
