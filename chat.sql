@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS server (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Which server each logged-in user is on. A login may replace a row whose
--- server is dead; a live one means "this account is using".
+-- server is dead; a live one means "this account is using". A user who
+-- leaves keeps their row with server '' (no server has that id), so a
+-- login and a leave are one UPDATE each.
 CREATE TABLE IF NOT EXISTS online (
     userid INT NOT NULL,
     server VARCHAR(100) NOT NULL,

@@ -164,6 +164,33 @@ fn token_rotate_going_online_needs_the_valid_token() {
 }
 
 #[test]
+fn token_resume_claims_only_a_user_no_one_holds_with_the_valid_token() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a] = users(&mut conn, &["a"])[..] else { panic!() };
+    let ttl = Duration::from_secs(60);
+    let state = |conn: &mut Conn| user::find(conn, a).unwrap().unwrap().state;
+    let [old, new, newer, wrong] = [[1u8; 32], [2; 32], [3; 32], [4; 32]];
+    token::replace(&mut conn, a, &old, ttl).unwrap();
+    assert!(!token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap(), "a first login has no online row");
+    online::take(&mut conn, a, "s2").unwrap();
+    assert!(!token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap(), "held by s2");
+    assert!(online::release_one(&mut conn, a, "s2").unwrap());
+    assert_eq!(online::of_server(&mut conn, "s2").unwrap(), Vec::<i32>::new());
+    assert!(!token::resume(&mut conn, a, &wrong, &new, ttl, "s1").unwrap(), "a wrong token");
+    assert_eq!(state(&mut conn), State::Offline);
+    assert!(token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap());
+    assert_eq!(state(&mut conn), State::Online);
+    assert_eq!(online::of_server(&mut conn, "s1").unwrap(), vec![a]);
+    assert_eq!(token::holder_name(&mut conn, a, &new).unwrap(), Some("a".into()));
+    assert_eq!(token::holder_name(&mut conn, a, &old).unwrap(), None, "the old token still holds");
+    assert!(online::release_one(&mut conn, a, "s1").unwrap());
+    conn.exec_drop("UPDATE token SET expires = NOW() - INTERVAL 1 SECOND WHERE userid = ?", (a,)).unwrap();
+    assert!(!token::resume(&mut conn, a, &new, &newer, ttl, "s1").unwrap(), "an expired token");
+    assert_eq!(state(&mut conn), State::Offline);
+}
+
+#[test]
 fn release_one_frees_only_its_own_servers_row_and_keeps_state_in_step() {
     let db = TestDb::fresh();
     let mut conn = db.conn();

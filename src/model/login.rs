@@ -9,6 +9,8 @@ use crate::db::DbError;
 /// What [`lists`] reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lists {
+    /// The user's own name (empty if there is no such user).
+    pub name: String,
     /// Whom the user added, by id.
     pub friends: Vec<Friend>,
     /// Who added the user (told of their presence), by id.
@@ -20,7 +22,8 @@ pub struct Lists {
 }
 
 /// One row of the UNION: `kind` says which columns it fills (0 friend,
-/// 1 follower, 2 group member, 3 stored message); the others are NULL.
+/// 1 follower, 2 group member, 3 stored message, 4 the user's own name);
+/// the others are NULL.
 type Row = (
     u8,
     i64,
@@ -48,8 +51,9 @@ pub fn lists(conn: &mut impl Queryable, userid: i32) -> Result<Lists, DbError> {
          JOIN groupuser m ON m.groupid = me.groupid \
          JOIN user u ON u.id = m.userid \
          WHERE me.userid = ? \
-         UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL, NULL, NULL, message FROM offlinemessage WHERE userid = ?",
-        (userid, userid, userid, userid),
+         UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL, NULL, NULL, message FROM offlinemessage WHERE userid = ? \
+         UNION ALL SELECT 4, id, NULL, name, NULL, NULL, NULL, NULL, NULL FROM user WHERE id = ?",
+        (userid, userid, userid, userid, userid),
     )?;
     rows.sort_unstable_by_key(|&(kind, id, member, ..)| (kind, id, member));
     let mut lists = Lists::default();
@@ -79,7 +83,8 @@ pub fn lists(conn: &mut impl Queryable, userid: i32) -> Result<Lists, DbError> {
                     }),
                 }
             }
-            _ => lists.offline.push(OfflineMessage { id, userid, message: some(message)? }),
+            3 => lists.offline.push(OfflineMessage { id, userid, message: some(message)? }),
+            _ => lists.name = some(name)?,
         }
     }
     Ok(lists)

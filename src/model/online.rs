@@ -1,4 +1,8 @@
 //! Table `online`: which server each logged-in user is on.
+//!
+//! A user's row is kept when they go offline, its `server` set to [`NOBODY`]:
+//! a login and a leave are then one UPDATE each (see
+//! [`super::token::resume`]), with no row to insert or delete.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +15,10 @@ use crate::db::DbError;
 
 /// Ids per `... IN (...)`, well under any placeholder limit.
 const CHUNK: usize = 500;
+
+/// The `server` of a row whose user is offline. No server has this id, so
+/// every query that joins `server` sees no holder in it.
+pub const NOBODY: &str = "";
 
 /// Claims `userid` for `server` unless a live server (heartbeat younger than
 /// `alive`, or `server` itself, which is running since it asks) has them
@@ -95,14 +103,16 @@ pub fn dead_holder(
 ) -> Result<Option<String>, DbError> {
     Ok(conn.exec_first(
         "SELECT o.server FROM online o LEFT JOIN server s ON s.id = o.server \
-         WHERE o.userid = ? AND o.server <> ? AND (s.id IS NULL OR s.heartbeat <= NOW(3) - INTERVAL ? SECOND)",
-        (userid, me, alive.as_secs()),
+         WHERE o.userid = ? AND o.server NOT IN (?, ?) \
+         AND (s.id IS NULL OR s.heartbeat <= NOW(3) - INTERVAL ? SECOND)",
+        (userid, me, NOBODY, alive.as_secs()),
     )?)
 }
 
 /// Releases `userid` if `server` holds them, marking them offline.
 pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
-    let done = conn.exec_iter("DELETE FROM online WHERE userid = ? AND server = ?", (userid, server))?;
+    let done =
+        conn.exec_iter("UPDATE online SET server = ? WHERE userid = ? AND server = ?", (NOBODY, userid, server))?;
     if done.affected_rows() > 0 {
         drop(done);
         conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
@@ -110,47 +120,17 @@ pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(
     Ok(())
 }
 
-/// Locks the row of `userid` (as [`super::user::lock`] does) and releases
-/// them if `server` holds them, marking them offline; true when released.
-/// One user's [`release_many`] in two statements instead of four.
+/// Releases `userid` if `server` holds them, marking them offline, in one
+/// statement that locks their user row and then their online row (as a
+/// login does); true when released. Held elsewhere (a takeover) or by no
+/// one, nothing changes.
 pub fn release_one(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<bool, DbError> {
-    // Marking offline first takes the user's row lock, before the online row.
-    conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
-    let released =
-        conn.exec_iter("DELETE FROM online WHERE userid = ? AND server = ?", (userid, server))?.affected_rows() > 0;
-    if !released {
-        // Held elsewhere (a takeover) or by no one: state follows the row.
-        conn.exec_drop(
-            "UPDATE user SET state = 'online' WHERE id = ? AND EXISTS (SELECT 1 FROM online WHERE userid = ?)",
-            (userid, userid),
-        )?;
-    }
-    Ok(released)
-}
-
-/// Releases those of `userids` that `server` holds, marking them offline;
-/// returns the ones released. Lock the users' rows first.
-pub fn release_many(conn: &mut impl Queryable, userids: &[i32], server: &str) -> Result<Vec<i32>, DbError> {
-    let mut released = Vec::new();
-    for chunk in userids.chunks(CHUNK) {
-        let list = placeholders(chunk.len());
-        let mut params: Vec<Value> = vec![Value::from(server)];
-        params.extend(chunk.iter().map(|&id| Value::from(id)));
-        let held: Vec<i32> =
-            conn.exec(format!("SELECT userid FROM online WHERE server = ? AND userid IN ({list})"), params)?;
-        if held.is_empty() {
-            continue;
-        }
-        // By primary key only: a range of the `server` index would lock
-        // against the other lanes taking this server's other users offline
-        // at the same time. The user row locks keep these rows ours.
-        let ids: Vec<Value> = held.iter().map(|&id| Value::from(id)).collect();
-        let held_list = placeholders(held.len());
-        conn.exec_drop(format!("DELETE FROM online WHERE userid IN ({held_list})"), ids.clone())?;
-        conn.exec_drop(format!("UPDATE user SET state = 'offline' WHERE id IN ({held_list})"), ids)?;
-        released.extend(held);
-    }
-    Ok(released)
+    let done = conn.exec_iter(
+        "UPDATE user u JOIN online o ON o.userid = u.id SET u.state = 'offline', o.server = ? \
+         WHERE u.id = ? AND o.server = ?",
+        (NOBODY, userid, server),
+    )?;
+    Ok(done.affected_rows() > 0)
 }
 
 /// Releases every user `server` holds (it stopped or died); returns them.
@@ -163,7 +143,7 @@ pub fn release_server(conn: &mut impl Queryable, server: &str) -> Result<Vec<i32
         "UPDATE user u JOIN online o ON o.userid = u.id SET u.state = 'offline' WHERE o.server = ?",
         (server,),
     )?;
-    conn.exec_drop("DELETE FROM online WHERE server = ?", (server,))?;
+    conn.exec_drop("UPDATE online SET server = ? WHERE server = ?", (NOBODY, server))?;
     Ok(users)
 }
 

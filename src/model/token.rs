@@ -48,6 +48,29 @@ pub fn rotate_going_online(
     Ok(done.affected_rows() > 0)
 }
 
+/// A token login of a user no one holds, in one statement: if `old` is the
+/// user's token and has not expired and their `online` row says no one
+/// holds them, replaces the token with `new` for `ttl`, claims the row for
+/// `server` and marks the user online; false, changing nothing, otherwise
+/// (a first login has no `online` row yet). It locks the user row first,
+/// as every login and leave does.
+pub fn resume(
+    conn: &mut impl Queryable,
+    userid: i32,
+    old: &[u8],
+    new: &[u8],
+    ttl: Duration,
+    server: &str,
+) -> Result<bool, DbError> {
+    let done = conn.exec_iter(
+        "UPDATE user u JOIN token t ON t.userid = u.id JOIN online o ON o.userid = u.id \
+         SET u.state = 'online', t.hash = ?, t.expires = NOW() + INTERVAL ? SECOND, o.server = ? \
+         WHERE u.id = ? AND t.hash = ? AND t.expires > NOW() AND o.server = ?",
+        (new, ttl.as_secs(), server, userid, old, super::online::NOBODY),
+    )?;
+    Ok(done.affected_rows() > 0)
+}
+
 /// Revokes the user's token (LOGOUT).
 pub fn revoke(conn: &mut impl Queryable, userid: i32) -> Result<(), DbError> {
     conn.exec_drop("DELETE FROM token WHERE userid = ?", (userid,))?;

@@ -103,6 +103,17 @@ impl Registry {
         self.shard(user).write().insert(user, Entry::Live(conn, writer));
     }
 
+    /// Makes `user` reachable on `conn` unless this server has an entry for
+    /// them already; true when it did.
+    pub fn insert_new(&self, user: i32, conn: ConnId, writer: Writer) -> bool {
+        let mut shard = self.shard(user).write();
+        if shard.contains_key(&user) {
+            return false;
+        }
+        shard.insert(user, Entry::Live(conn, writer));
+        true
+    }
+
     /// Makes `user` reachable on `conn`; returns the connection they were
     /// live on here before, if any (a session this login replaces).
     pub fn replace(&self, user: i32, conn: ConnId, writer: Writer) -> Option<(ConnId, Writer)> {

@@ -312,9 +312,10 @@ pub fn server_id_prefix(server: &Server) -> String {
     format!("{}/", server.addr)
 }
 
-/// The server holding `user` in table `online`, if any.
+/// The server holding `user` in table `online`, if any (a row of a user
+/// who left says '').
 pub fn online_server_of(db: &TestDb, user: i64) -> Option<String> {
-    db.query_string("SELECT server FROM online WHERE userid = ?", (user,))
+    db.query_string("SELECT server FROM online WHERE userid = ? AND server <> ''", (user,))
 }
 
 /// Asserts table `online` says `user` is on `server`.

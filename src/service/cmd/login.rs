@@ -82,7 +82,7 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
         Online::Loaded(loaded) => loaded,
     };
     ctx.throttle.succeeded(id);
-    let Loaded { name, lists: Lists { friends, followers, groups, offline } } = loaded;
+    let Lists { name, friends, followers, groups, offline } = loaded;
     let me = User { id, name: Arc::from(name.as_str()) };
     let (offline, more_stored) = split_stored(offline);
     let ack = login_ack(&me, &fresh, &friends, &groups, &offline);
@@ -113,19 +113,13 @@ fn split_stored(mut offline: Vec<OfflineMessage>) -> (Vec<OfflineMessage>, Vec<(
     (offline, rest)
 }
 
-/// What a login hands back.
-struct Loaded {
-    name: String,
-    lists: model::login::Lists,
-}
-
 /// How long a login waits for the user's old session here to finish
 /// going offline before it is refused as in use.
 const LEAVING_WAIT: Duration = Duration::from_secs(2);
 
 /// How [`go_online`] ended.
 enum Online {
-    Loaded(Loaded),
+    Loaded(Lists),
     /// The token is wrong, expired or revoked (or there is no such user).
     Invalid,
     /// Logged in on a live server already (unless this is a takeover), or
@@ -175,6 +169,12 @@ fn go_online(
     }
     // (Only worth asking while this server has messages on their way.)
     let dead = if pending { ctx.db.run(|c| online::dead_holder(c, id, &ctx.server_id, ALIVE))? } else { None };
+    if let Some(old) = token
+        && !pending
+        && let Some(lists) = resume(ctx, caller, id, old, fresh_hash)?
+    {
+        return Ok(Online::Loaded(lists));
+    }
     if let Some(dead) = dead {
         // Taking over from a dead server: what this server sent there is
         // stored first, so this login's LOGIN_ACK carries it.
@@ -189,7 +189,7 @@ fn go_online(
     let result = ctx.db.run(|conn| {
         let mut tx = conn.start_transaction(TxOpts::default())?;
         // (Returning before the commit rolls back.)
-        let Some((name, holder)) = user::lock_with_holder(&mut tx, id, &ctx.server_id, ALIVE)? else {
+        let Some((_, holder)) = user::lock_with_holder(&mut tx, id, &ctx.server_id, ALIVE)? else {
             return Ok(Err(Online::Invalid));
         };
         match token {
@@ -210,9 +210,8 @@ fn go_online(
             }
         }
         let lists = model::login::lists(&mut tx, id)?;
-        let loaded = Loaded { name, lists };
         tx.commit()?;
-        Ok(Ok((loaded, holder.filter(|h| *h != ctx.server_id))))
+        Ok(Ok((lists, holder.filter(|h| *h != ctx.server_id))))
     });
     let (loaded, elsewhere) = match result? {
         Ok(done) => done,
@@ -228,7 +227,39 @@ fn go_online(
     Ok(Online::Loaded(loaded))
 }
 
-/// The registry entry a login makes inside its transaction: undone when
+/// A token login of a user no one holds, as most reconnects are: one
+/// statement checks the token and claims the user, then the lists are
+/// read, with no transaction. The registry entry is made first, so a sender
+/// who finds the claim under the user's row lock finds the entry too, and
+/// one who stored before the claim has its message in the read after it.
+/// None when the claim did not hold (a wrong token, a holder, or a first
+/// login, with no `online` row yet): [`go_online`]'s transaction decides.
+fn resume(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    id: i32,
+    old: &[u8],
+    fresh_hash: &[u8],
+) -> Result<Option<Lists>, ServiceError> {
+    if !ctx.registry.insert_new(id, caller.conn, caller.writer.clone()) {
+        return Ok(None);
+    }
+    let entry = RegistryEntry { ctx, id, caller, replaced: None, placed: true, kept: false };
+    // Only the claim can be a deadlock victim, and it changed nothing then.
+    let lists = ctx.db.run_retrying(|c| {
+        if !model::token::resume(c, id, old, fresh_hash, ctx.token_ttl, &ctx.server_id)? {
+            return Ok(None);
+        }
+        model::login::lists(c, id).map(Some)
+    })?;
+    if lists.is_some() {
+        entry.keep();
+        ctx.bus.announce(true, &[id]);
+    }
+    Ok(lists)
+}
+
+/// The registry entry a login makes (inside its transaction): undone when
 /// the login does not commit, however it ends (an error, or a panic caught
 /// by the job), so no entry is left pointing at a session that is not
 /// logged in.

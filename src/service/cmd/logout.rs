@@ -6,7 +6,7 @@ use super::{Outcome, SessionChange};
 use mysql::TxOpts;
 
 use crate::bus::Tag;
-use crate::model::{friend, offline_message, online, token, user};
+use crate::model::{friend, offline_message, online, token};
 use crate::net::ConnId;
 use crate::service::context::Ctx;
 use crate::service::error::ServiceError;
@@ -51,16 +51,29 @@ pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
     // Many users leaving at once can deadlock in InnoDB against logins; the
     // transaction is safe to run again.
     let result = ctx.db.run_retrying(|c| {
+        // The common case, one closed connection with nothing left unsent:
+        // one statement, then the followers, with no transaction.
+        if let [one] = &leavers[..]
+            && one.unsent.is_empty()
+        {
+            let released: Vec<i32> =
+                online::release_one(c, one.user.id, &ctx.server_id)?.then_some(one.user.id).into_iter().collect();
+            let followers = friend::followers_of_many(c, &released)?;
+            return Ok((released, followers));
+        }
         let mut tx = c.start_transaction(TxOpts::default())?;
         // Users whose session was taken over elsewhere are not released.
-        let released = match ids[..] {
-            // The common case, one closed connection, in fewer statements.
-            [one] => online::release_one(&mut tx, one, &ctx.server_id)?.then_some(one).into_iter().collect(),
-            _ => {
-                user::lock(&mut tx, &ids)?;
-                online::release_many(&mut tx, &ids, &ctx.server_id)?
+        // One user at a time, in id order, each by primary key: a statement
+        // over a list of ids may scan, locking rows of users logging in.
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut released = Vec::new();
+        for id in sorted {
+            if online::release_one(&mut tx, id, &ctx.server_id)? {
+                released.push(id);
             }
-        };
+        }
         let rows: Vec<(i32, &str)> = leavers
             .iter()
             .filter(|l| released.contains(&l.user.id))
