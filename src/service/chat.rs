@@ -463,9 +463,12 @@ const DELETE_BATCH: u32 = 256;
 
 impl ChatService {
     /// Deletes `user`'s stored messages up to `upto`, now written out.
+    /// On the user's lane: a close queues their going offline there after
+    /// this, and a new login waits for that, so it never reads again what
+    /// this session was handed.
     fn delete_stored(&self, user: i32, upto: i64) {
         let ctx = Arc::clone(&self.ctx);
-        self.ctx.jobs.spawn(move || {
+        self.ctx.lanes.spawn(user, move || {
             if let Err(e) = ctx.db.run(|c| offline_message::delete_up_to(c, user, upto)) {
                 // They stay stored and come again at the next login.
                 crate::warn!("stored messages of user {user} not deleted: {e}");
