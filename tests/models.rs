@@ -163,6 +163,14 @@ fn token_rotate_going_online_needs_the_valid_token() {
     assert!(!token::rotate_going_online(&mut conn, a, &new, &newer, ttl).unwrap(), "an expired token holds");
 }
 
+/// Resumes `id` alone for "s1" with `old`, handing out `new`: whether the
+/// claim held (its lists came back, under the user's name).
+fn resumed(conn: &mut Conn, id: i32, old: &[u8], new: &[u8]) -> bool {
+    token::resume(conn, &[token::Resume { userid: id, old, new }], Duration::from_secs(60), "s1").unwrap();
+    let lists = login::lists_of_resumed(conn, &[(id, new)]).unwrap();
+    lists.get(&id).map(|l| l.name.clone()).inspect(|name| assert!(!name.is_empty())).is_some()
+}
+
 #[test]
 fn token_resume_claims_only_a_user_no_one_holds_with_the_valid_token() {
     let db = TestDb::fresh();
@@ -172,22 +180,78 @@ fn token_resume_claims_only_a_user_no_one_holds_with_the_valid_token() {
     let state = |conn: &mut Conn| user::find(conn, a).unwrap().unwrap().state;
     let [old, new, newer, wrong] = [[1u8; 32], [2; 32], [3; 32], [4; 32]];
     token::replace(&mut conn, a, &old, ttl).unwrap();
-    assert!(!token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap(), "a first login has no online row");
+    assert!(!resumed(&mut conn, a, &old, &new), "a first login has no online row");
     online::take(&mut conn, a, "s2").unwrap();
-    assert!(!token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap(), "held by s2");
+    assert!(!resumed(&mut conn, a, &old, &new), "held by s2");
     assert!(online::release_one(&mut conn, a, "s2").unwrap());
     assert_eq!(online::of_server(&mut conn, "s2").unwrap(), Vec::<i32>::new());
-    assert!(!token::resume(&mut conn, a, &wrong, &new, ttl, "s1").unwrap(), "a wrong token");
+    assert!(!resumed(&mut conn, a, &wrong, &new), "a wrong token");
     assert_eq!(state(&mut conn), State::Offline);
-    assert!(token::resume(&mut conn, a, &old, &new, ttl, "s1").unwrap());
+    assert!(resumed(&mut conn, a, &old, &new));
     assert_eq!(state(&mut conn), State::Online);
     assert_eq!(online::of_server(&mut conn, "s1").unwrap(), vec![a]);
     assert_eq!(token::holder_name(&mut conn, a, &new).unwrap(), Some("a".into()));
     assert_eq!(token::holder_name(&mut conn, a, &old).unwrap(), None, "the old token still holds");
     assert!(online::release_one(&mut conn, a, "s1").unwrap());
     conn.exec_drop("UPDATE token SET expires = NOW() - INTERVAL 1 SECOND WHERE userid = ?", (a,)).unwrap();
-    assert!(!token::resume(&mut conn, a, &new, &newer, ttl, "s1").unwrap(), "an expired token");
+    assert!(!resumed(&mut conn, a, &new, &newer), "an expired token");
     assert_eq!(state(&mut conn), State::Offline);
+}
+
+#[test]
+fn a_batch_of_resumes_claims_each_valid_one_and_lists_only_those() {
+    let db = TestDb::fresh();
+    let mut conn = db.conn();
+    let [a, b, c, d] = users(&mut conn, &["a", "b", "c", "d"])[..] else { panic!() };
+    let ttl = Duration::from_secs(60);
+    let [old, new_a, new_b, new_c, wrong] = [[1u8; 32], [2; 32], [3; 32], [4; 32], [5; 32]];
+    for id in [a, b, c] {
+        token::replace(&mut conn, id, &old, ttl).unwrap();
+        online::take(&mut conn, id, "s0").unwrap();
+        assert!(online::release_one(&mut conn, id, "s0").unwrap());
+    }
+    online::take(&mut conn, b, "s2").unwrap();
+    assert!(friend::add(&mut conn, a, d).unwrap());
+    assert!(friend::add(&mut conn, d, a).unwrap());
+    assert!(friend::add(&mut conn, c, d).unwrap());
+    offline_message::insert(&mut conn, a, "for a").unwrap();
+    offline_message::insert(&mut conn, c, "for c").unwrap();
+    let logins = [
+        token::Resume { userid: a, old: &old, new: &new_a },
+        token::Resume { userid: b, old: &old, new: &new_b },
+        token::Resume { userid: c, old: &wrong, new: &new_c },
+    ];
+    token::resume(&mut conn, &logins, ttl, "s1").unwrap();
+    let lists = login::lists_of_resumed(&mut conn, &[(a, &new_a), (b, &new_b), (c, &new_c)]).unwrap();
+    assert_eq!(lists.keys().copied().collect::<Vec<_>>(), vec![a], "b is held by s2, c sent a wrong token");
+    let mine = &lists[&a];
+    assert_eq!(mine.name, "a");
+    assert_eq!(mine.friends.iter().map(|f| f.id).collect::<Vec<_>>(), vec![d]);
+    assert_eq!(mine.followers, vec![d]);
+    assert_eq!(mine.offline.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(), vec!["for a"]);
+    assert_eq!(online::of_server(&mut conn, "s1").unwrap(), vec![a]);
+    assert_eq!(online::of_server(&mut conn, "s2").unwrap(), vec![b]);
+    assert_eq!(token::holder_name(&mut conn, c, &old).unwrap(), Some("c".into()), "c's token is untouched");
+    assert_eq!(user::find(&mut conn, c).unwrap().unwrap().state, State::Offline);
+}
+
+#[test]
+fn release_many_frees_only_its_own_servers_rows_and_tells_who_is_offline() {
+    let (_db, mut conn, a, b) = two_users_two_servers();
+    let [c] = users(&mut conn, &["c"])[..] else { panic!() };
+    assert!(friend::add(&mut conn, b, a).unwrap());
+    assert!(friend::add(&mut conn, c, a).unwrap());
+    online::take(&mut conn, a, "s1").unwrap();
+    online::take(&mut conn, b, "s2").unwrap();
+    online::take(&mut conn, c, "s1").unwrap();
+    online::release_many(&mut conn, &[a, b, c], "s1").unwrap();
+    assert!(online::of_server(&mut conn, "s1").unwrap().is_empty());
+    assert_eq!(online::of_server(&mut conn, "s2").unwrap(), vec![b], "taken over by s2: not s1's to release");
+    for (id, state) in [(a, State::Offline), (b, State::Online), (c, State::Offline)] {
+        assert_eq!(user::find(&mut conn, id).unwrap().unwrap().state, state);
+    }
+    let left = friend::offline_with_followers(&mut conn, &[a, b, c]).unwrap();
+    assert_eq!(left, vec![(a, "a".to_owned(), vec![b, c]), (c, "c".to_owned(), vec![])]);
 }
 
 #[test]

@@ -41,3 +41,26 @@ pub fn followers_of_many(conn: &mut impl Queryable, ids: &[i32]) -> Result<Vec<(
     }
     Ok(rows)
 }
+
+/// Those of `ids` whom no server holds now, each with the users who added
+/// them (to tell of their leaving): (id, name, followers).
+pub fn offline_with_followers(conn: &mut impl Queryable, ids: &[i32]) -> Result<Vec<(i32, String, Vec<i32>)>, DbError> {
+    let mut left: Vec<(i32, String, Vec<i32>)> = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT o.userid, u.name, f.userid FROM online o JOIN user u ON u.id = o.userid \
+             LEFT JOIN friend f ON f.friendid = o.userid WHERE o.userid IN ({}) AND o.server = ? \
+             ORDER BY o.userid, f.userid",
+            placeholders(chunk.len())
+        );
+        let mut params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        params.push(Value::from(super::online::NOBODY));
+        for (id, name, follower) in conn.exec::<(i32, String, Option<i32>), _, _>(sql, params)? {
+            match left.last_mut() {
+                Some((last, _, followers)) if *last == id => followers.extend(follower),
+                _ => left.push((id, name, follower.into_iter().collect())),
+            }
+        }
+    }
+    Ok(left)
+}

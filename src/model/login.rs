@@ -1,9 +1,13 @@
 //! What a LOGIN_ACK lists (friends, groups with their members, stored
-//! messages) and who is told of the login, read in one statement.
+//! messages) and who is told of the login, read in one statement for one
+//! user or a batch of them.
 
+use std::collections::{HashMap, HashSet};
+
+use mysql::Value;
 use mysql::prelude::Queryable;
 
-use super::{Friend, Group, GroupMember, OfflineMessage, Role, State};
+use super::{Friend, Group, GroupMember, OfflineMessage, Role, State, placeholders};
 use crate::db::DbError;
 
 /// What [`lists`] reads.
@@ -21,10 +25,11 @@ pub struct Lists {
     pub offline: Vec<OfflineMessage>,
 }
 
-/// One row of the UNION: `kind` says which columns it fills (0 friend,
-/// 1 follower, 2 group member, 3 stored message, 4 the user's own name);
-/// the others are NULL.
+/// One row of the UNION: the user it is for, then `kind`, which says which
+/// columns it fills (0 friend, 1 follower, 2 group member, 3 stored
+/// message, 4 the user's own name); the others are NULL.
 type Row = (
+    i32,
     u8,
     i64,
     Option<i32>,
@@ -36,28 +41,63 @@ type Row = (
     Option<String>,
 );
 
-/// Reads everything of [`Lists`] for `userid`. One statement instead of
-/// three: at login MariaDB's cost is per statement, not per row. Sorted
-/// here, since ordering a UNION costs MariaDB a temporary table per login.
-/// Each column holds one kind of value, so collations never mix.
+/// Reads everything of [`Lists`] for `userid` (with an empty name if
+/// there is no such user).
 pub fn lists(conn: &mut impl Queryable, userid: i32) -> Result<Lists, DbError> {
-    let mut rows: Vec<Row> = conn.exec(
-        "SELECT 0, u.id, NULL, u.name, u.state, NULL, NULL, NULL, NULL \
-         FROM friend f JOIN user u ON u.id = f.friendid WHERE f.userid = ? \
-         UNION ALL SELECT 1, f.userid, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM friend f WHERE f.friendid = ? \
-         UNION ALL SELECT 2, g.id, u.id, u.name, u.state, g.groupname, g.groupdesc, m.grouprole, NULL \
+    Ok(read(conn, &[userid], &[])?.remove(&userid).unwrap_or_default())
+}
+
+/// The [`Lists`] of each of `logins` (user, token hash) whose token is now
+/// that hash: the claims of [`super::token::resume`] that held.
+pub fn lists_of_resumed(conn: &mut impl Queryable, logins: &[(i32, &[u8])]) -> Result<HashMap<i32, Lists>, DbError> {
+    let (ids, hashes): (Vec<i32>, Vec<&[u8]>) = logins.iter().copied().unzip();
+    read(conn, &ids, &hashes)
+}
+
+/// Reads the [`Lists`] of `ids` in one statement: at login MariaDB's cost
+/// is per statement, not per row. With `hashes`, only users whose token is
+/// one of them are named, and only named users are answered. Sorted here,
+/// since ordering a UNION costs MariaDB a temporary table per login. Each
+/// column holds one kind of value, so collations never mix.
+fn read(conn: &mut impl Queryable, ids: &[i32], hashes: &[&[u8]]) -> Result<HashMap<i32, Lists>, DbError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list = placeholders(ids.len());
+    let named = if hashes.is_empty() {
+        format!("FROM user u WHERE u.id IN ({list})")
+    } else {
+        format!(
+            "FROM user u JOIN token t ON t.userid = u.id WHERE u.id IN ({list}) AND t.hash IN ({})",
+            placeholders(hashes.len())
+        )
+    };
+    let sql = format!(
+        "SELECT f.userid, 0, u.id, NULL, u.name, u.state, NULL, NULL, NULL, NULL \
+         FROM friend f JOIN user u ON u.id = f.friendid WHERE f.userid IN ({list}) \
+         UNION ALL SELECT f.friendid, 1, f.userid, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+         FROM friend f WHERE f.friendid IN ({list}) \
+         UNION ALL SELECT me.userid, 2, g.id, u.id, u.name, u.state, g.groupname, g.groupdesc, m.grouprole, NULL \
          FROM groupuser me \
          JOIN allgroup g ON g.id = me.groupid \
          JOIN groupuser m ON m.groupid = me.groupid \
          JOIN user u ON u.id = m.userid \
-         WHERE me.userid = ? \
-         UNION ALL SELECT 3, id, NULL, NULL, NULL, NULL, NULL, NULL, message FROM offlinemessage WHERE userid = ? \
-         UNION ALL SELECT 4, id, NULL, name, NULL, NULL, NULL, NULL, NULL FROM user WHERE id = ?",
-        (userid, userid, userid, userid, userid),
-    )?;
-    rows.sort_unstable_by_key(|&(kind, id, member, ..)| (kind, id, member));
-    let mut lists = Lists::default();
-    for (kind, id, member, name, state, gname, gdesc, role, message) in rows {
+         WHERE me.userid IN ({list}) \
+         UNION ALL SELECT userid, 3, id, NULL, NULL, NULL, NULL, NULL, NULL, message \
+         FROM offlinemessage WHERE userid IN ({list}) \
+         UNION ALL SELECT u.id, 4, u.id, NULL, u.name, NULL, NULL, NULL, NULL, NULL {named}"
+    );
+    let mut params: Vec<Value> = Vec::with_capacity(5 * ids.len() + hashes.len());
+    for _ in 0..5 {
+        params.extend(ids.iter().map(|&id| Value::from(id)));
+    }
+    params.extend(hashes.iter().map(|&h| Value::from(h)));
+    let mut rows: Vec<Row> = conn.exec(sql, params)?;
+    rows.sort_unstable_by_key(|&(owner, kind, id, member, ..)| (owner, kind, id, member));
+    let mut all: HashMap<i32, Lists> = HashMap::new();
+    let mut with_name = HashSet::new();
+    for (owner, kind, id, member, name, state, gname, gdesc, role, message) in rows {
+        let lists = all.entry(owner).or_default();
         match kind {
             0 => lists.friends.push(Friend {
                 id: narrow(id)?,
@@ -83,11 +123,15 @@ pub fn lists(conn: &mut impl Queryable, userid: i32) -> Result<Lists, DbError> {
                     }),
                 }
             }
-            3 => lists.offline.push(OfflineMessage { id, userid, message: some(message)? }),
-            _ => lists.name = some(name)?,
+            3 => lists.offline.push(OfflineMessage { id, userid: owner, message: some(message)? }),
+            _ => {
+                lists.name = some(name)?;
+                with_name.insert(owner);
+            }
         }
     }
-    Ok(lists)
+    all.retain(|owner, _| with_name.contains(owner));
+    Ok(all)
 }
 
 /// A column its row's kind fills (NOT NULL in its table).

@@ -133,6 +133,25 @@ pub fn release_one(conn: &mut impl Queryable, userid: i32, server: &str) -> Resu
     Ok(done.affected_rows() > 0)
 }
 
+/// [`release_one`] for each of `userids` (which must differ), in one
+/// statement: it locks their user rows in id order (the index is forced: a
+/// scan would lock rows of users logging in), each then its online row.
+/// Who is offline afterwards, [`super::friend::offline_with_followers`] tells.
+pub fn release_many(conn: &mut impl Queryable, userids: &[i32], server: &str) -> Result<(), DbError> {
+    for chunk in userids.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE user u FORCE INDEX (PRIMARY) STRAIGHT_JOIN online o ON o.userid = u.id \
+             SET u.state = 'offline', o.server = ? WHERE u.id IN ({}) AND o.server = ?",
+            placeholders(chunk.len())
+        );
+        let mut params: Vec<Value> = vec![Value::from(NOBODY)];
+        params.extend(chunk.iter().map(|&id| Value::from(id)));
+        params.push(Value::from(server));
+        conn.exec_drop(sql, params)?;
+    }
+    Ok(())
+}
+
 /// Releases every user `server` holds (it stopped or died); returns them.
 /// Locks the users' rows first, in the same order as a login does (user,
 /// then online), so a reap and a login of one of its users cannot deadlock.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mysql::Value;
 use mysql::prelude::Queryable;
 
 use crate::db::DbError;
@@ -48,27 +49,42 @@ pub fn rotate_going_online(
     Ok(done.affected_rows() > 0)
 }
 
-/// A token login of a user no one holds, in one statement: if `old` is the
-/// user's token and has not expired and their `online` row says no one
-/// holds them, replaces the token with `new` for `ttl`, claims the row for
-/// `server` and marks the user online; false, changing nothing, otherwise
-/// (a first login has no `online` row yet). It locks the user row first,
-/// as every login and leave does.
-pub fn resume(
-    conn: &mut impl Queryable,
-    userid: i32,
-    old: &[u8],
-    new: &[u8],
-    ttl: Duration,
-    server: &str,
-) -> Result<bool, DbError> {
-    let done = conn.exec_iter(
-        "UPDATE user u JOIN token t ON t.userid = u.id JOIN online o ON o.userid = u.id \
-         SET u.state = 'online', t.hash = ?, t.expires = NOW() + INTERVAL ? SECOND, o.server = ? \
-         WHERE u.id = ? AND t.hash = ? AND t.expires > NOW() AND o.server = ?",
-        (new, ttl.as_secs(), server, userid, old, super::online::NOBODY),
-    )?;
-    Ok(done.affected_rows() > 0)
+/// A user's token login as [`resume`] takes it: their id, the hash of the
+/// token they sent, and the hash of the one their LOGIN_ACK hands out.
+pub struct Resume<'a> {
+    pub userid: i32,
+    pub old: &'a [u8],
+    pub new: &'a [u8],
+}
+
+/// Token logins of users no one holds, in one statement: each of `logins`
+/// whose `old` is the user's token and has not expired, and whose `online`
+/// row says no one holds them, gets `new` for `ttl`, is claimed for
+/// `server` and marked online; the others change nothing (a first login
+/// has no `online` row yet). Which ones held, [`super::login::lists_of_resumed`]
+/// tells. It locks user rows first and in id order (the index is forced: a
+/// scan would lock other users' rows), each then its token and online row,
+/// as every login and leave does. The ids must differ.
+pub fn resume(conn: &mut impl Queryable, logins: &[Resume<'_>], ttl: Duration, server: &str) -> Result<(), DbError> {
+    if logins.is_empty() {
+        return Ok(());
+    }
+    let cases = vec!["WHEN ? THEN ?"; logins.len()].join(" ");
+    let sql = format!(
+        "UPDATE user u FORCE INDEX (PRIMARY) STRAIGHT_JOIN token t ON t.userid = u.id \
+         STRAIGHT_JOIN online o ON o.userid = u.id \
+         SET u.state = 'online', t.hash = CASE u.id {cases} END, t.expires = NOW() + INTERVAL ? SECOND, o.server = ? \
+         WHERE u.id IN ({}) AND t.hash = CASE u.id {cases} END AND t.expires > NOW() AND o.server = ?",
+        super::placeholders(logins.len())
+    );
+    let mut params: Vec<Value> = Vec::with_capacity(5 * logins.len() + 3);
+    params.extend(logins.iter().flat_map(|l| [Value::from(l.userid), Value::from(l.new)]));
+    params.extend([Value::from(ttl.as_secs()), Value::from(server)]);
+    params.extend(logins.iter().map(|l| Value::from(l.userid)));
+    params.extend(logins.iter().flat_map(|l| [Value::from(l.userid), Value::from(l.old)]));
+    params.push(Value::from(super::online::NOBODY));
+    conn.exec_drop(sql, params)?;
+    Ok(())
 }
 
 /// Revokes the user's token (LOGOUT).

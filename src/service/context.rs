@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cmd::LeaveQueue;
+use super::cmd::{LeaveQueue, Left, Resuming};
+use super::combine::Combiner;
 use super::jobs::Jobs;
 use super::lanes::Lanes;
 use super::limits::{Limits, LoginThrottle};
@@ -14,6 +15,7 @@ use super::password;
 use super::registry::Registry;
 use crate::bus::Bus;
 use crate::db::Pool;
+use crate::model::login::Lists;
 use crate::net::Remote;
 
 /// How often a server records that it is alive.
@@ -21,6 +23,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(3);
 /// A server silent this long is dead and its users offline: well inside the
 /// 15 s the spec allows, with the sweep that notices it every heartbeat.
 pub const ALIVE: Duration = Duration::from_secs(9);
+
+/// Most logins or leaves carried out in one statement.
+const BATCH: usize = 64;
 
 /// Shared state of the chat service.
 pub struct Ctx {
@@ -45,6 +50,10 @@ pub struct Ctx {
     pub lanes: Lanes,
     /// Users of closed connections waiting to be taken offline, in batches.
     pub leave_queue: LeaveQueue,
+    /// Token logins of users no one holds, claimed together.
+    pub resumes: Combiner<Resuming, Option<Lists>>,
+    /// Users leaving with nothing unsent, released together across lanes.
+    pub releases: Combiner<Vec<i32>, Vec<Left>>,
     /// Flood and login limits.
     pub limits: Limits,
     /// Groups' members, so GROUP_CHAT seldom asks MySQL.
@@ -81,6 +90,8 @@ impl Ctx {
             hashing: parts.hashing,
             token_ttl: parts.token_ttl,
             leave_queue: LeaveQueue::new(parts.lanes.count()),
+            resumes: Combiner::new(BATCH),
+            releases: Combiner::new(BATCH),
             lanes: parts.lanes,
             limits: parts.limits,
             members: Members::default(),

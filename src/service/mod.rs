@@ -5,6 +5,7 @@
 mod chat;
 pub mod clock;
 pub mod cmd;
+mod combine;
 mod context;
 mod error;
 mod events;

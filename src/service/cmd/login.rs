@@ -229,9 +229,10 @@ fn go_online(
 
 /// A token login of a user no one holds, as most reconnects are: one
 /// statement checks the token and claims the user, then the lists are
-/// read, with no transaction. The registry entry is made first, so a sender
-/// who finds the claim under the user's row lock finds the entry too, and
-/// one who stored before the claim has its message in the read after it.
+/// read, with no transaction, both for every such login waiting then
+/// ([`Ctx::resumes`]). The registry entry is made first, so a sender who
+/// finds the claim under the user's row lock finds the entry too, and one
+/// who stored before the claim has its message in the read after it.
 /// None when the claim did not hold (a wrong token, a holder, or a first
 /// login, with no `online` row yet): [`go_online`]'s transaction decides.
 fn resume(
@@ -245,18 +246,41 @@ fn resume(
         return Ok(None);
     }
     let entry = RegistryEntry { ctx, id, caller, replaced: None, placed: true, kept: false };
-    // Only the claim can be a deadlock victim, and it changed nothing then.
-    let lists = ctx.db.run_retrying(|c| {
-        if !model::token::resume(c, id, old, fresh_hash, ctx.token_ttl, &ctx.server_id)? {
-            return Ok(None);
-        }
-        model::login::lists(c, id).map(Some)
-    })?;
+    let request = || Resuming { id, old: old.to_vec(), fresh: fresh_hash.to_vec() };
+    let lists = match ctx.resumes.submit(request(), |batch| resume_together(ctx, &batch).ok()) {
+        Some(lists) => lists,
+        // The batch failed: alone, this login gets its own answer.
+        None => resume_together(ctx, &[request()])?.pop().flatten(),
+    };
     if lists.is_some() {
         entry.keep();
         ctx.bus.announce(true, &[id]);
     }
     Ok(lists)
+}
+
+/// A token login waiting in [`Ctx::resumes`].
+pub struct Resuming {
+    id: i32,
+    /// The hash of the token it sent.
+    old: Vec<u8>,
+    /// The hash of the token its LOGIN_ACK hands out.
+    fresh: Vec<u8>,
+}
+
+/// Claims the users of `batch` (the ids differ: each has the registry
+/// entry) and reads their lists, in two statements; the lists of each
+/// login, None where the claim did not hold.
+fn resume_together(ctx: &Ctx, batch: &[Resuming]) -> Result<Vec<Option<Lists>>, ServiceError> {
+    let logins: Vec<model::token::Resume<'_>> =
+        batch.iter().map(|r| model::token::Resume { userid: r.id, old: &r.old, new: &r.fresh }).collect();
+    let fresh: Vec<(i32, &[u8])> = batch.iter().map(|r| (r.id, &r.fresh[..])).collect();
+    // Only the claim can be a deadlock victim, and it changed nothing then.
+    let mut lists = ctx.db.run_retrying(|c| {
+        model::token::resume(c, &logins, ctx.token_ttl, &ctx.server_id)?;
+        model::login::lists_of_resumed(c, &fresh)
+    })?;
+    Ok(batch.iter().map(|r| lists.remove(&r.id)).collect())
 }
 
 /// The registry entry a login makes (inside its transaction): undone when

@@ -1,5 +1,6 @@
 //! LOGOUT, and going offline however a session ends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Outcome, SessionChange};
@@ -42,48 +43,19 @@ pub fn apply(ctx: &Arc<Ctx>, me: &User, conn: ConnId) -> Result<Outcome, Service
 }
 
 /// Takes `leavers` offline together, after the caller marked each leaving
-/// in the registry (the one that marked them does this, once): one
-/// transaction stores what their connections never wrote out and releases
-/// their `online` rows; one bus message tells the other servers; then the
-/// users who have them as friends are told.
+/// in the registry (the one that marked them does this, once): their
+/// `online` rows are released (in one transaction with what their
+/// connections never wrote out, if anything); one bus message tells the
+/// other servers; then the users who have them as friends are told.
 pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
     let ids: Vec<i32> = leavers.iter().map(|l| l.user.id).collect();
-    // Many users leaving at once can deadlock in InnoDB against logins; the
-    // transaction is safe to run again.
-    let result = ctx.db.run_retrying(|c| {
-        // The common case, one closed connection with nothing left unsent:
-        // one statement, then the followers, with no transaction.
-        if let [one] = &leavers[..]
-            && one.unsent.is_empty()
-        {
-            let released: Vec<i32> =
-                online::release_one(c, one.user.id, &ctx.server_id)?.then_some(one.user.id).into_iter().collect();
-            let followers = friend::followers_of_many(c, &released)?;
-            return Ok((released, followers));
-        }
-        let mut tx = c.start_transaction(TxOpts::default())?;
-        // Users whose session was taken over elsewhere are not released.
-        // One user at a time, in id order, each by primary key: a statement
-        // over a list of ids may scan, locking rows of users logging in.
-        let mut sorted = ids.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let mut released = Vec::new();
-        for id in sorted {
-            if online::release_one(&mut tx, id, &ctx.server_id)? {
-                released.push(id);
-            }
-        }
-        let rows: Vec<(i32, &str)> = leavers
-            .iter()
-            .filter(|l| released.contains(&l.user.id))
-            .flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload)))
-            .collect();
-        offline_message::insert_many(&mut tx, &rows)?;
-        let followers = friend::followers_of_many(&mut tx, &released)?;
-        tx.commit()?;
-        Ok((released, followers))
-    });
+    // The common case, closed connections with nothing left unsent: released
+    // together with the others leaving then, with no transaction.
+    let result = if leavers.iter().all(|l| l.unsent.is_empty()) {
+        release(ctx, ids.clone())
+    } else {
+        release_storing(ctx, &leavers)
+    };
     // Gone from here even if MySQL failed: the heartbeat releases the rows.
     for id in &ids {
         ctx.registry.remove_leaving(*id);
@@ -97,7 +69,7 @@ pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
             ctx.bus.complete(&tags);
             let unsent = leavers.into_iter().flat_map(|l| l.unsent).collect();
             router::store_later(ctx, unsent);
-            return Err(e.into());
+            return Err(e);
         }
     };
     let (stored, moved): (Vec<Leaver>, Vec<Leaver>) = leavers.into_iter().partition(|l| released.contains(&l.user.id));
@@ -115,6 +87,81 @@ pub fn leave(ctx: &Arc<Ctx>, leavers: Vec<Leaver>) -> Result<(), ServiceError> {
     let presence =
         followers.into_iter().map(|(id, name, to)| Delivery::notice(to, protocol::presence(id, &name, false).into()));
     router::route(ctx, presence.collect())
+}
+
+/// Who [`leave`] released, and each released user's followers as
+/// (released user, name, follower).
+type Released = (Vec<i32>, Vec<(i32, String, i32)>);
+
+/// What [`Ctx::releases`] answers for a user: their name and followers
+/// when no one holds them now, None when someone does (a takeover, or
+/// already a new login).
+pub type Left = Option<(String, Vec<i32>)>;
+
+/// Releases leavers with nothing unsent, in a batch with those of the
+/// other lanes ([`Ctx::releases`]).
+fn release(ctx: &Ctx, ids: Vec<i32>) -> Result<Released, ServiceError> {
+    let left = match ctx.releases.submit(ids.clone(), |lists| release_together(ctx, lists).ok()) {
+        Some(left) => left,
+        // The batch failed: alone, these leaves get their own answer.
+        None => release_together(ctx, vec![ids.clone()])?.pop().unwrap_or_default(),
+    };
+    let mut released = Released::default();
+    for (id, left) in ids.into_iter().zip(left) {
+        if let Some((name, followers)) = left {
+            released.0.push(id);
+            released.1.extend(followers.into_iter().map(|to| (id, name.clone(), to)));
+        }
+    }
+    Ok(released)
+}
+
+/// Releases the users of `lists` this server holds, in one statement, and
+/// reads who is offline now with their followers, in another; answers each
+/// list in its order.
+fn release_together(ctx: &Ctx, lists: Vec<Vec<i32>>) -> Result<Vec<Vec<Left>>, ServiceError> {
+    let mut sorted: Vec<i32> = lists.iter().flatten().copied().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let left = ctx.db.run_retrying(|c| {
+        online::release_many(c, &sorted, &ctx.server_id)?;
+        friend::offline_with_followers(c, &sorted)
+    })?;
+    let left: HashMap<i32, (String, Vec<i32>)> =
+        left.into_iter().map(|(id, name, followers)| (id, (name, followers))).collect();
+    Ok(lists.into_iter().map(|ids| ids.iter().map(|id| left.get(id).cloned()).collect()).collect())
+}
+
+/// Releases `leavers` and stores what their connections never wrote out,
+/// in one transaction.
+fn release_storing(ctx: &Ctx, leavers: &[Leaver]) -> Result<Released, ServiceError> {
+    // Many users leaving at once can deadlock in InnoDB against logins; the
+    // transaction is safe to run again.
+    let released = ctx.db.run_retrying(|c| {
+        let mut tx = c.start_transaction(TxOpts::default())?;
+        // Users whose session was taken over elsewhere are not released.
+        // One user at a time, in id order, each by primary key: a statement
+        // over a list of ids may scan, locking rows of users logging in.
+        let mut sorted: Vec<i32> = leavers.iter().map(|l| l.user.id).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut released = Vec::new();
+        for id in sorted {
+            if online::release_one(&mut tx, id, &ctx.server_id)? {
+                released.push(id);
+            }
+        }
+        let rows: Vec<(i32, &str)> = leavers
+            .iter()
+            .filter(|l| released.contains(&l.user.id))
+            .flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload)))
+            .collect();
+        offline_message::insert_many(&mut tx, &rows)?;
+        let followers = friend::followers_of_many(&mut tx, &released)?;
+        tx.commit()?;
+        Ok((released, followers))
+    })?;
+    Ok(released)
 }
 
 /// Users whose connections closed, waiting on their lane to be taken

@@ -14,7 +14,8 @@ mod one_chat;
 mod register;
 
 pub use group_chat::try_live as group_chat_live;
-pub use logout::{LeaveQueue, Leaver};
+pub use login::Resuming;
+pub use logout::{LeaveQueue, Leaver, Left};
 pub use one_chat::try_live as one_chat_live;
 
 use super::context::Ctx;
