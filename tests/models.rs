@@ -70,9 +70,9 @@ fn online_claim_is_won_once_while_the_holder_lives() {
     assert_eq!(online::of_server(&mut conn, "s1").unwrap(), vec![a]);
 
     // Releasing by another server changes nothing; by the holder it frees.
-    online::release(&mut conn, a, "s2").unwrap();
+    assert!(!online::release_one(&mut conn, a, "s2").unwrap());
     assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Online);
-    online::release(&mut conn, a, "s1").unwrap();
+    assert!(online::release_one(&mut conn, a, "s1").unwrap());
     assert_eq!(user::find(&mut conn, a).unwrap().unwrap().state, State::Offline);
     assert!(online::claim(&mut conn, a, "s2", alive).unwrap());
 

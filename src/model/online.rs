@@ -109,17 +109,6 @@ pub fn dead_holder(
     )?)
 }
 
-/// Releases `userid` if `server` holds them, marking them offline.
-pub fn release(conn: &mut impl Queryable, userid: i32, server: &str) -> Result<(), DbError> {
-    let done =
-        conn.exec_iter("UPDATE online SET server = ? WHERE userid = ? AND server = ?", (NOBODY, userid, server))?;
-    if done.affected_rows() > 0 {
-        drop(done);
-        conn.exec_drop("UPDATE user SET state = 'offline' WHERE id = ?", (userid,))?;
-    }
-    Ok(())
-}
-
 /// Releases `userid` if `server` holds them, marking them offline, in one
 /// statement that locks their user row and then their online row (as a
 /// login does); true when released. Held elsewhere (a takeover) or by no

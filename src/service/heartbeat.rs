@@ -99,7 +99,17 @@ fn reap(ctx: &Arc<Ctx>, db: &Pool) -> Result<(), DbError> {
 fn repair(ctx: &Ctx, db: &Pool) -> Result<(), DbError> {
     let held: HashSet<i32> = db.run(|c| online::of_server(c, &ctx.server_id))?.into_iter().collect();
     for &user in held.iter().filter(|&&u| !ctx.registry.contains(u)) {
-        db.run(|c| online::release(c, user, &ctx.server_id))?;
+        db.run(|c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            user::lock(&mut tx, &[user])?;
+            // A login here since the read above made its registry entry
+            // before its claim, which waits for this lock: not released.
+            if !ctx.registry.contains(user) {
+                online::release_one(&mut tx, user, &ctx.server_id)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })?;
     }
     for user in ctx.registry.users().into_iter().filter(|u| !held.contains(u)) {
         let claimed = db.run(|c| {

@@ -41,6 +41,11 @@ pub enum Found<R> {
     Absent,
 }
 
+/// [`Registry::replace`] found the user's old session still being taken
+/// offline here.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StillLeaving;
+
 /// Logged-in users of this server.
 pub struct Registry {
     /// user id -> entry, sharded by id.
@@ -115,11 +120,17 @@ impl Registry {
     }
 
     /// Makes `user` reachable on `conn`; returns the connection they were
-    /// live on here before, if any (a session this login replaces).
-    pub fn replace(&self, user: i32, conn: ConnId, writer: Writer) -> Option<(ConnId, Writer)> {
-        match self.shard(user).write().insert(user, Entry::Live(conn, writer)) {
-            Some(Entry::Live(old, writer)) if old != conn => Some((old, writer)),
-            _ => None,
+    /// live on here before, if any (a session this login replaces). While
+    /// their old session is being taken offline here nothing changes: its
+    /// release would undo this login's claim.
+    pub fn replace(&self, user: i32, conn: ConnId, writer: Writer) -> Result<Option<(ConnId, Writer)>, StillLeaving> {
+        let mut shard = self.shard(user).write();
+        if shard.get(&user).is_some_and(Entry::is_leaving) {
+            return Err(StillLeaving);
+        }
+        match shard.insert(user, Entry::Live(conn, writer)) {
+            Some(Entry::Live(old, writer)) if old != conn => Ok(Some((old, writer))),
+            _ => Ok(None),
         }
     }
 

@@ -18,6 +18,7 @@ use crate::service::error::ServiceError;
 use crate::service::message::{Delivery, Message};
 use crate::service::password::Verdict;
 use crate::service::protocol::{self, Errno, msgid};
+use crate::service::registry::StillLeaving;
 use crate::service::request::Secret;
 use crate::service::session::User;
 use crate::service::{password, router, token};
@@ -75,7 +76,8 @@ pub fn apply(ctx: &Arc<Ctx>, caller: &Caller, id: i32, secret: &Secret) -> Resul
             ctx.throttle.failed(id, Instant::now());
             return Ok(invalid());
         }
-        Online::InUse => {
+        // (go_online gives up waiting for a leaving session as InUse.)
+        Online::InUse | Online::StillLeaving => {
             ctx.throttle.succeeded(id);
             return refuse(Errno::InUse, Errno::InUse.text());
         }
@@ -125,6 +127,9 @@ enum Online {
     /// Logged in on a live server already (unless this is a takeover), or
     /// still being taken offline here after [`LEAVING_WAIT`].
     InUse,
+    /// The user's old session here began leaving during the transaction,
+    /// which changed nothing: wait for it, then try again.
+    StillLeaving,
 }
 
 /// Claims the user for this server and reads what the LOGIN_ACK carries.
@@ -147,9 +152,29 @@ fn go_online(
     token: Option<&[u8]>,
     fresh_hash: &[u8],
 ) -> Result<Online, ServiceError> {
+    let deadline = Instant::now() + LEAVING_WAIT;
+    loop {
+        match try_online(ctx, caller, id, token, fresh_hash, deadline)? {
+            Online::StillLeaving if Instant::now() < deadline => {}
+            Online::StillLeaving => return Ok(Online::InUse),
+            done => return Ok(done),
+        }
+    }
+}
+
+/// One attempt of [`go_online`], waiting until `deadline` for the user's
+/// old session here to be taken offline.
+fn try_online(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    id: i32,
+    token: Option<&[u8]>,
+    fresh_hash: &[u8],
+    deadline: Instant,
+) -> Result<Online, ServiceError> {
     let takeover = token.is_some();
     // Leaving takes a transaction; waiting out one beats refusing.
-    ctx.registry.wait_until_left(id, LEAVING_WAIT);
+    ctx.registry.wait_until_left(id, deadline.saturating_duration_since(Instant::now()));
     let here = ctx.registry.get(id);
     let busy = ctx.registry.contains(id) && !(takeover && here.is_some());
     let pending = ctx.bus.any_pending();
@@ -198,7 +223,9 @@ fn go_online(
                     return Ok(Err(Online::Invalid));
                 }
                 online::take_row(&mut tx, id, &ctx.server_id)?;
-                entry.place();
+                if entry.place().is_err() {
+                    return Ok(Err(Online::StillLeaving));
+                }
             }
             None => {
                 if holder.is_some() {
@@ -206,7 +233,9 @@ fn go_online(
                 }
                 model::token::replace(&mut tx, id, fresh_hash, ctx.token_ttl)?;
                 online::take(&mut tx, id, &ctx.server_id)?;
-                entry.place();
+                if entry.place().is_err() {
+                    return Ok(Err(Online::StillLeaving));
+                }
             }
         }
         let lists = model::login::lists(&mut tx, id)?;
@@ -299,9 +328,12 @@ struct RegistryEntry<'a> {
 }
 
 impl RegistryEntry<'_> {
-    fn place(&mut self) {
-        self.replaced = self.ctx.registry.replace(self.id, self.caller.conn, self.caller.writer.clone());
+    /// Makes the entry, unless the user's old session here is still
+    /// leaving (its release would undo the claim): then nothing changes.
+    fn place(&mut self) -> Result<(), StillLeaving> {
+        self.replaced = self.ctx.registry.replace(self.id, self.caller.conn, self.caller.writer.clone())?;
         self.placed = true;
+        Ok(())
     }
 
     /// The login committed: the entry stays; returns the replaced session.
