@@ -349,6 +349,139 @@ fn a_token_login_right_after_the_close_always_gets_in() {
     assert_eq!(offline_count(&db, id), 0, "a message to the reconnected user was stored");
 }
 
+#[test]
+fn token_reconnects_many_at_once_each_get_their_own_answer() {
+    // Logins waiting together are claimed together (one statement for all
+    // of them): each must still get its own user, its own fresh token, and
+    // a refusal only for its own wrong token.
+    const USERS: usize = 32;
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 20;
+    const WRONG: usize = 4;
+    let db = TestDb::new();
+    let server = Server::start(&db);
+    let users = register_many_fast(&db, server.addr, "st", PW, USERS + WRONG);
+    let first = login_many(server.addr, &users, THREADS);
+    let mut tokens = Vec::new();
+    for ((id, _), (c, token)) in users.iter().zip(first) {
+        close_and_wait_offline(&db, c, *id);
+        tokens.push(token);
+    }
+    let (storm, kept) = users.split_at(USERS);
+    let (storm_tokens, kept_tokens) = tokens.split_at(USERS);
+    let wrong_ones = thread::scope(|scope| {
+        // Wrong tokens for users who keep a valid one, among the storm;
+        // two each, short of the throttle.
+        let wrong = scope.spawn(|| {
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                for (id, _) in kept {
+                    let mut c = Client::connect(server.addr);
+                    answers.push((*id, token_login(&mut c, *id, &random_hex_token())));
+                }
+            }
+            answers
+        });
+        let work: Vec<((i64, String), String)> = storm.iter().cloned().zip(storm_tokens.iter().cloned()).collect();
+        let sessions = in_parallel(work, THREADS, |((id, name), mut token)| {
+            let mut c = Client::connect(server.addr);
+            for round in 0..ROUNDS {
+                let ack = token_login_ok(&mut c, id, &name, &token, &format!("round {round} of {ROUNDS}"));
+                let fresh = token_of(&ack);
+                assert_ne!(fresh, token, "round {round}: the token was not rotated");
+                token = fresh;
+                if round + 1 < ROUNDS {
+                    c.shutdown_write();
+                    let after = c.expect_closed();
+                    assert!(after.is_empty(), "round {round}: frames for {id} after its half-close: {after:?}");
+                    c = Client::connect(server.addr);
+                }
+            }
+            (id, name, c)
+        });
+        (wrong.join().expect("the wrong-token thread panicked"), sessions)
+    });
+    let (wrong, mut sessions) = wrong_ones;
+    for (id, ack) in &wrong {
+        assert_invalid(ack, &format!("a wrong token for {id} among the storm"));
+    }
+    // Each storm session is its user's, live: a message to each arrives.
+    let (mut s, ids, names) = user_on(server.addr, "sts", PW);
+    for (id, _, _) in &sessions {
+        s.send_chat(*id, &format!("to {id}"));
+    }
+    for (id, _, c) in &mut sessions {
+        assert_one_chat(&c.recv_msgid(6), ids, &names, *id, &format!("to {id}"));
+        assert_eq!(user_state(&db, *id), "online");
+    }
+    // The wrong tokens changed nothing: the valid ones still log in.
+    for ((id, name), token) in kept.iter().zip(kept_tokens) {
+        let mut c = Client::connect(server.addr);
+        token_login_ok(&mut c, *id, name, token, "a valid token after wrong ones for the same user");
+    }
+}
+
+#[test]
+fn messages_sent_while_their_receiver_keeps_reconnecting_arrive_once_each() {
+    // Each reconnect half-closes, reads to the server's close, and logs in
+    // again with its token at once: every message sent meanwhile is
+    // written out before the close, stored and handed over by a LOGIN_ACK,
+    // or delivered live after it; never two of these, never none. And the
+    // stream into the closing connection does not keep it open.
+    const ROUNDS: usize = 800;
+    const PER_SEC: f64 = 20_000.0;
+    let db = TestDb::new();
+    let server = Server::start_with(&db, &["--rate", "1000000"], &[]);
+    let (mut r, rid, rname, mut token) = user_with_token(server.addr, "rr");
+    let (mut s, sid, _) = user_on(server.addr, "rs", PW);
+    let done = AtomicBool::new(false);
+    let (sent, mut live, stored) = thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            let start = Instant::now();
+            let mut sent = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let text = format!("m{}", sent.len());
+                s.send_chat(rid, &text);
+                sent.push(text);
+                // (Paced in steps: a sleep per message would cap the rate.)
+                if sent.len() % 32 == 0 {
+                    faults::pace(start, sent.len(), PER_SEC);
+                }
+            }
+            sent
+        });
+        let _stop = SetOnDrop(&done);
+        let (mut live, mut stored) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            r.shutdown_write();
+            let (texts, other) = faults::chats_from(&r.expect_closed(), sid, rid);
+            assert!(other.is_empty(), "round {round}: frames other than the chats: {other:?}");
+            live.extend(texts);
+            r = Client::connect(server.addr);
+            let ack = token_login_ok(&mut r, rid, &rname, &token, &format!("reconnect {round} of {ROUNDS}"));
+            token = token_of(&ack);
+            stored.extend(
+                parse_string_list(&ack["offlinemsg"]).iter().filter_map(|m| m["msg"].as_str().map(String::from)),
+            );
+        }
+        done.store(true, Ordering::SeqCst);
+        (sender.join().expect("the sender panicked"), live, stored)
+    });
+    // What is still on its way arrives on the last connection (a lost one
+    // times out here; a duplicate leaves another one missing).
+    let mut rest = Vec::new();
+    while live.len() + stored.len() + rest.len() < sent.len() {
+        rest.push(r.recv_msgid(6));
+    }
+    let (texts, other) = faults::chats_from(&rest, sid, rid);
+    assert!(other.is_empty(), "frames other than the chats: {other:?}");
+    live.extend(texts);
+    let accounting = faults::Accounting::new(&sent, &live, &stored);
+    assert!(accounting.is_exact(), "{}", accounting.summary());
+    // The ones a LOGIN_ACK handed over are deleted (on the user's lane).
+    wait_offline_count(&db, rid, 0);
+}
+
 // ------------------------------------------------------------------ 4
 
 #[test]

@@ -48,6 +48,11 @@ struct Connection<S> {
     stalled_since: Option<Instant>,
     /// Set once the connection must close after flushing its output.
     closing: Option<CloseReason>,
+    /// How far the output must be written before a closing connection
+    /// closes: what was written or waiting when the close was first seen.
+    /// Frames added later come back to the handler as unsent, so a steady
+    /// stream into the output cannot keep a closing connection open.
+    close_at: Option<u64>,
     /// The handler asked not to be given more frames for now.
     paused: bool,
     /// The peer signalled a hang-up (EPOLLRDHUP/HUP). Edge-triggered, that
@@ -319,6 +324,7 @@ impl<H: Handler> EventLoop<H> {
             last_active: self.now,
             stalled_since: None,
             closing: None,
+            close_at: None,
             paused: false,
             hung_up: false,
             ended: false,
@@ -483,7 +489,13 @@ impl<H: Handler> EventLoop<H> {
         let now = self.now;
         let done = &mut self.done_marks;
         let Some(conn) = find(&mut self.slots, token) else { return };
-        let written_before = conn.out.lock().buf.written();
+        let (written_before, waiting) = {
+            let out = conn.out.lock();
+            (out.buf.written(), out.buf.len() as u64)
+        };
+        if conn.closing.is_some() && conn.close_at.is_none() {
+            conn.close_at = Some(written_before + waiting);
+        }
         let result = loop {
             let mut out = conn.out.lock();
             if let Err(e) = out.flush() {
@@ -513,9 +525,10 @@ impl<H: Handler> EventLoop<H> {
             Some(_) if written != written_before => Some(now),
             stalled => stalled.or(Some(now)),
         };
+        let cut_out = conn.close_at.is_some_and(|at| written >= at);
         let reason = result.or(if capped > max_output {
             Some(CloseReason::OutputOverflow)
-        } else if empty {
+        } else if empty || cut_out {
             conn.closing
         } else {
             None

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use parking_lot::{Condvar, Mutex};
 
 pub struct Combiner<R, T> {
+    /// What waits, what is answered, and whether a batch runs.
     state: Mutex<State<R, T>>,
     /// Signalled when a batch ends: its answers are in, and another caller
     /// may take the lead.

@@ -290,6 +290,7 @@ fn resume(
 
 /// A token login waiting in [`Ctx::resumes`].
 pub struct Resuming {
+    /// The user logging in.
     id: i32,
     /// The hash of the token it sent.
     old: Vec<u8>,
