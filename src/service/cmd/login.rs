@@ -283,7 +283,6 @@ fn resume(
     };
     if lists.is_some() {
         entry.keep();
-        ctx.bus.announce(true, &[id]);
     }
     Ok(lists)
 }
@@ -299,8 +298,8 @@ pub struct Resuming {
 }
 
 /// Claims the users of `batch` (the ids differ: each has the registry
-/// entry) and reads their lists, in two statements; the lists of each
-/// login, None where the claim did not hold.
+/// entry) and reads their lists, in two statements, and announces those
+/// claimed; the lists of each login, None where the claim did not hold.
 fn resume_together(ctx: &Ctx, batch: &[Resuming]) -> Result<Vec<Option<Lists>>, ServiceError> {
     let logins: Vec<model::token::Resume<'_>> =
         batch.iter().map(|r| model::token::Resume { userid: r.id, old: &r.old, new: &r.fresh }).collect();
@@ -310,6 +309,9 @@ fn resume_together(ctx: &Ctx, batch: &[Resuming]) -> Result<Vec<Option<Lists>>, 
         model::token::resume(c, &logins, ctx.token_ttl, &ctx.server_id)?;
         model::login::lists_of_resumed(c, &fresh)
     })?;
+    // One presence message for the batch; the registry entries are there.
+    let claimed: Vec<i32> = batch.iter().map(|r| r.id).filter(|id| lists.contains_key(id)).collect();
+    ctx.bus.announce(true, &claimed);
     Ok(batch.iter().map(|r| lists.remove(&r.id)).collect())
 }
 
