@@ -106,14 +106,7 @@ fn release(ctx: &Ctx, ids: Vec<i32>) -> Result<Released, ServiceError> {
         // The batch failed: alone, these leaves get their own answer.
         None => release_together(ctx, vec![ids.clone()])?.pop().unwrap_or_default(),
     };
-    let mut released = Released::default();
-    for (id, left) in ids.into_iter().zip(left) {
-        if let Some((name, followers)) = left {
-            released.0.push(id);
-            released.1.extend(followers.into_iter().map(|to| (id, name.clone(), to)));
-        }
-    }
-    Ok(released)
+    Ok(released(ids.into_iter().zip(left).filter_map(|(id, left)| left.map(|(name, to)| (id, name, to)))))
 }
 
 /// Releases the users of `lists` this server holds, in one statement, and
@@ -132,36 +125,39 @@ fn release_together(ctx: &Ctx, lists: Vec<Vec<i32>>) -> Result<Vec<Vec<Left>>, S
     Ok(lists.into_iter().map(|ids| ids.iter().map(|id| left.get(id).cloned()).collect()).collect())
 }
 
-/// Releases `leavers` and stores what their connections never wrote out,
-/// in one transaction.
+/// Releases `leavers` as [`release_together`] does, and stores what their
+/// connections never wrote out, in one transaction. Users whose session
+/// was taken over elsewhere are not offline: what was theirs follows them.
 fn release_storing(ctx: &Ctx, leavers: &[Leaver]) -> Result<Released, ServiceError> {
+    let mut sorted: Vec<i32> = leavers.iter().map(|l| l.user.id).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
     // Many users leaving at once can deadlock in InnoDB against logins; the
     // transaction is safe to run again.
-    let released = ctx.db.run_retrying(|c| {
+    let left = ctx.db.run_retrying(|c| {
         let mut tx = c.start_transaction(TxOpts::default())?;
-        // Users whose session was taken over elsewhere are not released.
-        // One user at a time, in id order, each by primary key: a statement
-        // over a list of ids may scan, locking rows of users logging in.
-        let mut sorted: Vec<i32> = leavers.iter().map(|l| l.user.id).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let mut released = Vec::new();
-        for id in sorted {
-            if online::release_one(&mut tx, id, &ctx.server_id)? {
-                released.push(id);
-            }
-        }
+        online::release_many(&mut tx, &sorted, &ctx.server_id)?;
+        let left = friend::offline_with_followers(&mut tx, &sorted)?;
         let rows: Vec<(i32, &str)> = leavers
             .iter()
-            .filter(|l| released.contains(&l.user.id))
+            .filter(|l| left.iter().any(|(id, ..)| *id == l.user.id))
             .flat_map(|l| l.unsent.iter().map(|d| (l.user.id, &*d.payload)))
             .collect();
         offline_message::insert_many(&mut tx, &rows)?;
-        let followers = friend::followers_of_many(&mut tx, &released)?;
         tx.commit()?;
-        Ok((released, followers))
+        Ok(left)
     })?;
-    Ok(released)
+    Ok(released(left))
+}
+
+/// [`Released`] from who is offline now, each with their name and followers.
+fn released(left: impl IntoIterator<Item = (i32, String, Vec<i32>)>) -> Released {
+    let mut released = Released::default();
+    for (id, name, followers) in left {
+        released.0.push(id);
+        released.1.extend(followers.into_iter().map(|to| (id, name.clone(), to)));
+    }
+    released
 }
 
 /// Users whose connections closed, waiting on their lane to be taken
